@@ -1,0 +1,181 @@
+"""`Arch`: one frozen, hashable choice inside a `Space`, with a canonical string form.
+
+Canonical string (the key everywhere)::
+
+    r28|s1w16:mb_k3_e1|s2w24:mb_k5_e4x2|s3w40:fmb_k3_e3,conv_k5
+
+- `r<int>`: input resolution.
+- `s<i>w<width>:` then the active blocks of stage i (1-based), comma separated.
+- a block is `<kind>_k<kernel>_e<expand>` (`conv` blocks have no expand: `conv_k3`);
+  a run of n identical consecutive blocks is written once with `x<n>`.
+
+Parsing a string alone checks its grammar; `Space.parse` also checks every choice against the
+space. Either raises `ArchError` (a ValueError) naming the offending token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwnas.errors import ArchError
+
+__all__ = ["BlockArch", "StageArch", "Arch", "BLOCK_KINDS"]
+
+# Block kinds: MBConv (inverted residual), Fused-MBConv, regular conv block.
+BLOCK_KINDS = ("mb", "fmb", "conv")
+
+_BLOCK_RE = re.compile(r"^(?P<kind>[a-z]+)_k(?P<k>\d+)(?:_e(?P<e>\d+))?(?:x(?P<n>\d+))?$")
+_STAGE_RE = re.compile(r"^s(?P<i>\d+)w(?P<w>\d+)$")
+_RES_RE = re.compile(r"^r(?P<r>\d+)$")
+
+
+@dataclass(frozen=True, order=True)
+class BlockArch:
+    """The choices for one active block: kind, kernel size, expand ratio (1 for `conv`)."""
+
+    kind: str
+    kernel: int
+    expand: int = 1
+
+    def token(self) -> str:
+        if self.kind == "conv":
+            return f"conv_k{self.kernel}"
+        return f"{self.kind}_k{self.kernel}_e{self.expand}"
+
+
+@dataclass(frozen=True)
+class StageArch:
+    """The choices for one stage: output width and its active blocks (depth = len(blocks))."""
+
+    width: int
+    blocks: tuple[BlockArch, ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture of a space: resolution and per-stage choices. Hashable; a dict key."""
+
+    resolution: int
+    stages: tuple[StageArch, ...]
+    space: str = field(default="", compare=True)
+
+    # ---- string form ---------------------------------------------------------------------------
+    def to_string(self) -> str:
+        parts = [f"r{self.resolution}"]
+        for i, st in enumerate(self.stages, start=1):
+            toks: list[str] = []
+            j = 0
+            while j < len(st.blocks):
+                n = 1
+                while j + n < len(st.blocks) and st.blocks[j + n] == st.blocks[j]:
+                    n += 1
+                tok = st.blocks[j].token()
+                toks.append(tok if n == 1 else f"{tok}x{n}")
+                j += n
+            parts.append(f"s{i}w{st.width}:" + ",".join(toks))
+        return "|".join(parts)
+
+    __str__ = to_string
+
+    @classmethod
+    def from_string(cls, s: str, *, space: str = "") -> Arch:
+        """Parse the grammar of an arch string (choices are checked by `Space.parse`)."""
+        if not isinstance(s, str):
+            raise ArchError(f"arch must be a string, got {type(s).__name__}")
+        s = s.strip()
+        if not s:
+            raise ArchError("empty arch string; expected e.g. 'r28|s1w16:mb_k3_e1|...'")
+        parts = s.split("|")
+        m = _RES_RE.match(parts[0])
+        if not m:
+            raise ArchError(f"bad resolution token {parts[0]!r} in arch {s!r}: expected 'r<int>' first")
+        resolution = int(m["r"])
+        if len(parts) < 2:
+            raise ArchError(f"arch {s!r} has no stages (truncated?): expected 'r<int>|s1w<width>:<blocks>|...'")
+        stages = []
+        for expect_i, part in enumerate(parts[1:], start=1):
+            head, sep, body = part.partition(":")
+            if not sep:
+                raise ArchError(f"bad stage token {part!r} in arch {s!r}: expected 's<i>w<width>:<blocks>'")
+            hm = _STAGE_RE.match(head)
+            if not hm:
+                raise ArchError(f"bad stage header {head!r} in arch {s!r}: expected 's<i>w<width>'")
+            if int(hm["i"]) != expect_i:
+                raise ArchError(f"stage header {head!r} out of order in arch {s!r}: expected s{expect_i}")
+            if not body:
+                raise ArchError(f"stage {head!r} has no blocks in arch {s!r} (truncated?)")
+            blocks: list[BlockArch] = []
+            for tok in body.split(","):
+                bm = _BLOCK_RE.match(tok)
+                if not bm:
+                    raise ArchError(
+                        f"bad block token {tok!r} in stage {head!r}: expected '<kind>_k<k>_e<e>' "
+                        f"or 'conv_k<k>', kinds {list(BLOCK_KINDS)}"
+                    )
+                kind = bm["kind"]
+                if kind not in BLOCK_KINDS:
+                    raise ArchError(f"unknown block kind {kind!r} in token {tok!r}; allowed: {list(BLOCK_KINDS)}")
+                if kind == "conv":
+                    if bm["e"] is not None:
+                        raise ArchError(f"block token {tok!r}: conv blocks take no expand ratio (write 'conv_k{bm['k']}')")
+                    expand = 1
+                else:
+                    if bm["e"] is None:
+                        raise ArchError(f"block token {tok!r} lacks its expand ratio '_e<int>'")
+                    expand = int(bm["e"])
+                n = int(bm["n"]) if bm["n"] is not None else 1
+                if n < 1:
+                    raise ArchError(f"block token {tok!r}: repeat count must be >= 1")
+                blocks.extend([BlockArch(kind, int(bm["k"]), expand)] * n)
+            stages.append(StageArch(int(hm["w"]), tuple(blocks)))
+        return cls(resolution, tuple(stages), space)
+
+    # ---- JSON form -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "resolution": self.resolution,
+            "stages": [
+                {"width": st.width, "blocks": [[b.kind, b.kernel, b.expand] for b in st.blocks]}
+                for st in self.stages
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Arch:
+        try:
+            stages = tuple(
+                StageArch(int(st["width"]), tuple(BlockArch(str(b[0]), int(b[1]), int(b[2])) for b in st["blocks"]))
+                for st in d["stages"]
+            )
+            return cls(int(d["resolution"]), stages, str(d.get("space", "")))
+        except (KeyError, TypeError, IndexError, ValueError) as e:
+            raise ArchError(f"malformed arch dict ({type(e).__name__}: {e}); expected keys space, resolution, stages") from None
+
+    @classmethod
+    def from_json(cls, s: str) -> Arch:
+        try:
+            d = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise ArchError(f"arch JSON does not parse: {e}") from None
+        if not isinstance(d, dict):
+            raise ArchError("arch JSON must be an object")
+        return cls.from_dict(d)
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(st.depth for st in self.stages)
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(self.depths)

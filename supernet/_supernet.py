@@ -1,0 +1,126 @@
+"""`Supernet`: one weight-sharing network holding every architecture of a `Space`.
+
+Each stage has `max_depth` block slots; each slot holds one dynamic block per allowed kind.
+`set_active(arch)` tells each used slot its choice once, and records the path `forward` walks,
+so `forward` has no decisions left. All active state lives on module instances.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hwnas.search_space import Arch, Space, as_random
+from hwnas.supernet.blocks import DynamicHead, make_dynamic_block
+from hwnas.supernet.static import ConvBNAct, StaticNet, stage_has_expand
+
+__all__ = ["Supernet", "resize_input"]
+
+
+def resize_input(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Resize a batch of images to `resolution` x `resolution` (bilinear; a no-op when it already is)."""
+    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=False)
+
+
+class Supernet(nn.Module):
+    """The once-for-all network of a space. Build with `Supernet(space)` or `Supernet("fmnist-mbv3")`."""
+
+    def __init__(self, space: Space | str):
+        super().__init__()
+        space = Space.preset(space) if isinstance(space, str) else space
+        self.space = space
+        st = space.stem
+        self.stem = ConvBNAct(space.in_channels, st.channels, st.kernel, st.stride, st.act)
+        self.stages = nn.ModuleList()
+        prev_max = st.channels
+        for i, ss in enumerate(space.stages):
+            w = max(ss.widths)
+            slots = nn.ModuleList()
+            for j in range(ss.max_depth):
+                slots.append(
+                    nn.ModuleDict(
+                        {
+                            kind: make_dynamic_block(
+                                kind,
+                                prev_max if j == 0 else w,
+                                w,
+                                ss.kernels,
+                                ss.expands,
+                                ss.stride if j == 0 else 1,
+                                ss.se,
+                                ss.act,
+                                stage_has_expand(space, i),
+                            )
+                            for kind in ss.kinds
+                        }
+                    )
+                )
+            self.stages.append(slots)
+            prev_max = w
+        h = space.head
+        self.head = DynamicHead(prev_max, space.num_classes, h.expand_channels, h.feature_channels, h.act, h.dropout)
+        self._path: list[nn.Module] = []
+        self.active_arch: Arch | None = None
+        self.set_max()
+
+    # ---- choosing the active subnet ------------------------------------------------------------
+    def set_active(self, arch: Arch | str | dict[str, Any]) -> Arch:
+        """Make `arch` the subnet that `forward` runs; returns the validated arch."""
+        arch = self.space.parse(arch)
+        path: list[nn.Module] = []
+        cin = self.space.stem.channels
+        for slots, sa in zip(self.stages, arch.stages):
+            for j, b in enumerate(sa.blocks):
+                blk = slots[j][b.kind]
+                blk.set_active(cin, sa.width, b.kernel, b.expand)
+                path.append(blk)
+                cin = sa.width
+        self._path = path
+        self.active_arch = arch
+        return arch
+
+    def set_max(self) -> Arch:
+        return self.set_active(self.space.max_arch())
+
+    def set_min(self) -> Arch:
+        return self.set_active(self.space.min_arch())
+
+    def sample_active(self, rng: Any = None) -> Arch:
+        """Draw an arch from the space with `rng` and make it active (same seed, same arch on every rank)."""
+        return self.set_active(self.space.sample(as_random(rng)))
+
+    # ---- running -----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for blk in self._path:
+            x = blk(x)
+        return self.head(x)
+
+    # ---- maintenance -------------------------------------------------------------------------
+    @torch.no_grad()
+    def sort_channels(self) -> None:
+        """Reorder every block's hidden channels by L1 importance (before shrinking the expand ratio)."""
+        for slots in self.stages:
+            for slot in slots:
+                for blk in slot.values():
+                    blk.sort_channels()
+
+    @torch.no_grad()
+    def extract(self, arch: Arch | str | None = None) -> StaticNet:
+        """A standalone static model of `arch` (or the active arch) with copied weights, same train/eval mode."""
+        if arch is not None:
+            self.set_active(arch)
+        assert self.active_arch is not None
+        arch = self.active_arch
+        net = StaticNet(self.space, arch)
+        net.stem.load_state_dict(self.stem.state_dict())
+        net.blocks = nn.Sequential(*[blk.to_static() for blk in self._path])
+        net.head = self.head.to_static(arch.stages[-1].width)
+        device = next(self.parameters()).device
+        dtype = next(self.parameters()).dtype
+        return net.to(device=device, dtype=dtype).train(self.training)
