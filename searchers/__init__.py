@@ -1,1 +1,58 @@
-"""Placeholder: filled in by its issue."""
+"""Multi-objective, hardware-aware architecture search under budgets, and Pareto fronts.
+
+    from hwnas.searchers import search, ParetoFront
+    study = search(space, objective_fn, objectives="accuracy,latency_ms@cpu",
+                   budgets="latency_ms@cpu<=4", n_trials=1000, sampler="nsga2")
+    front = ParetoFront.from_study(study)
+    front.pick("latency_ms@cpu<=3").arch
+
+The searchers never import the supernet: an objective is any callable `Arch -> dict[str, float]`,
+or a registered provider name (`flops`, `analytic`, or ones added by `register_objective_provider`).
+"""
+
+from __future__ import annotations
+
+from hwnas.searchers._budgets import Budget, parse_budgets
+from hwnas.searchers._objectives import (
+    BASE_METRICS,
+    Objective,
+    ObjectiveFn,
+    analytic_cost,
+    analytic_objective,
+    check_values,
+    make_objective,
+    objective_providers,
+    parse_objectives,
+    register_objective_provider,
+)
+from hwnas.searchers._optuna import SAMPLERS, StudySpec, load_study, make_sampler, search, study_spec
+from hwnas.searchers._storage import open_storage
+from hwnas.searchers.pareto import ParetoFront, Pick, hypervolume, knee_index, nondominated_mask, pareto_ranks
+
+__all__ = [
+    "BASE_METRICS",
+    "Budget",
+    "Objective",
+    "ObjectiveFn",
+    "ParetoFront",
+    "Pick",
+    "SAMPLERS",
+    "StudySpec",
+    "analytic_cost",
+    "analytic_objective",
+    "check_values",
+    "hypervolume",
+    "knee_index",
+    "load_study",
+    "make_objective",
+    "make_sampler",
+    "nondominated_mask",
+    "objective_providers",
+    "open_storage",
+    "pareto_ranks",
+    "parse_budgets",
+    "parse_objectives",
+    "register_objective_provider",
+    "search",
+    "study_spec",
+]

@@ -1,0 +1,361 @@
+"""Multi-objective search with Optuna: samplers, one study model, in-process and multi-process runners.
+
+One study model for every runner: a trial suggests every elastic choice of the space as a
+categorical parameter, builds the Arch with `space.from_choices`, stores its string as the user
+attribute `arch` and every returned metric under `metrics`, sets one Optuna constraint per budget
+(`trial.set_constraint`, feasible when <= 0) and reports the objectives' values. The study's user
+attributes hold the space, objectives and budgets, so a front can be read back from storage alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import pickle
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwnas.errors import ConfigError, ObjectiveError
+from hwnas.search_space import Arch, Space
+
+from hwnas.searchers._budgets import Budget, parse_budgets
+from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values, make_objective, parse_objectives
+from hwnas.searchers._storage import open_storage, storage_kind
+
+__all__ = ["SAMPLERS", "make_sampler", "search", "evaluate_trial", "load_study", "study_spec", "StudySpec"]
+
+log = logging.getLogger("hwnas.searchers")
+
+SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3")
+# Consecutive failed trials after which a search stops (a broken objective, not bad luck).
+MAX_CONSECUTIVE_FAILURES = 25
+
+
+def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, population_size: int | None = None) -> Any:
+    """An Optuna sampler by name: nsga2 (default), tpe, random, gp, nsga3."""
+    import optuna
+
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size or 50)
+    if name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population_size or 50)
+    if name == "tpe":
+        # multivariate + constant_liar: joint choices matter, and workers should not collide.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=20)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=20)
+    raise ConfigError(f"unknown sampler {name!r}; allowed: {list(SAMPLERS)}")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a study searches: space, objectives, budgets (read back from the study's attributes)."""
+
+    space: Space
+    objectives: tuple[Objective, ...]
+    budgets: tuple[Budget, ...] = ()
+    sampler: str = "nsga2"
+    n_trials: int | None = None
+    metrics: tuple[str, ...] = field(default=())
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+
+def study_spec(study: Any) -> StudySpec:
+    """The StudySpec stored in a study's user attributes by `search`."""
+    ua = study.user_attrs
+    if "hwnas.space" not in ua or "hwnas.objectives" not in ua:
+        raise ConfigError(
+            f"study {study.study_name!r} was not created by hwnas search (no hwnas.space / "
+            "hwnas.objectives attributes)"
+        )
+    return StudySpec(
+        space=Space.from_dict(ua["hwnas.space"]),
+        objectives=parse_objectives(ua["hwnas.objectives"]),
+        budgets=parse_budgets(ua.get("hwnas.budgets", [])),
+        sampler=ua.get("hwnas.sampler", "nsga2"),
+        n_trials=ua.get("hwnas.n_trials"),
+    )
+
+
+def load_study(study_name: str | None, storage: str | Any) -> Any:
+    """Load an existing study; with one study in the storage, `study_name` may be None."""
+    import optuna
+
+    st = open_storage(storage) if isinstance(storage, str) or storage is None else storage
+    if isinstance(st, optuna.storages.InMemoryStorage):
+        raise ConfigError("an in-memory storage holds no saved study; pass --storage sqlite:///... or a journal file")
+    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)] if study_name is None else None
+    if study_name is None:
+        if len(names) != 1:
+            raise ConfigError(f"storage holds {len(names)} studies {names}; name one with --study")
+        study_name = names[0]
+    try:
+        return optuna.load_study(study_name=study_name, storage=st)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+        raise ConfigError(f"study {study_name!r} not found in storage; studies there: {names}") from None
+
+
+def _distributions(space: Space) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution
+
+    return {k: CategoricalDistribution(list(v)) for k, v in space.choices().items()}
+
+
+def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective], budgets: Sequence[Budget]) -> list[float]:
+    """Run one trial of the study model (suggest, build the arch, evaluate, set constraints)."""
+    params = {k: trial.suggest_categorical(k, v) for k, v in space.choices().items()}
+    arch = space.from_choices(params)
+    s = arch.to_string()
+    trial.set_user_attr("arch", s)
+    values = record_values(trial, s, fn(arch), objectives, budgets)
+    return [values[o.name] for o in objectives]
+
+
+def record_values(trial: Any, arch: str, raw: Any, objectives: Sequence[Objective], budgets: Sequence[Budget]) -> dict[str, float]:
+    """Validate an objective's output, store it on the trial and set one constraint per budget."""
+    values = check_values(raw, [o.name for o in objectives] + [b.metric for b in budgets], arch)
+    trial.set_user_attr("metrics", values)
+    for b in budgets:
+        trial.set_constraint(str(b), b.violation(values))
+    return values
+
+
+def _fail(study: Any, trial: Any, err: Exception) -> None:
+    import optuna
+
+    trial.set_user_attr("error", f"{type(err).__name__}: {err}")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    log.warning("trial %d failed: %s", trial.number, err)
+
+
+def _count(study: Any, *states: Any) -> int:
+    return study._storage.get_n_trials(study._study_id, states)  # noqa: SLF001 (no public O(1) count)
+
+
+def _fail_stale(study: Any) -> int:
+    """Mark RUNNING trials left by a killed search as FAIL (only called on --resume)."""
+    import optuna
+
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: the search stopped while it ran; failed on resume")  # noqa: SLF001
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
+        n += 1
+    return n
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="trial", dynamic_ncols=True)
+
+
+def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective], budgets: Sequence[Budget],
+               n_trials: int, *, shared: bool, progress: bool, desc: str = "search") -> None:
+    """Ask/tell loop until the study holds `n_trials` COMPLETE trials.
+
+    With `shared` (several processes on one storage) a worker also counts RUNNING trials, so
+    the workers together stop at exactly `n_trials` completed trials.
+    """
+    import optuna
+
+    C, R = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+    done = _count(study, C)
+    bar = _progress(n_trials, min(done, n_trials), progress, desc)
+    fails = 0
+    try:
+        while done < n_trials:
+            if shared:
+                running = _count(study, R)
+                if done + running >= n_trials:
+                    time.sleep(0.05)  # others hold the last trials; wait in case one fails
+                    done = _count(study, C)
+                    continue
+            trial = study.ask()
+            try:
+                values = evaluate_trial(trial, space, fn, objectives, budgets)
+            except ObjectiveError as e:
+                _fail(study, trial, e)
+                fails += 1
+                if fails >= MAX_CONSECUTIVE_FAILURES:
+                    raise ObjectiveError(f"{fails} consecutive trials failed; the last: {e}") from None
+                continue
+            except BaseException as e:
+                _fail(study, trial, e)
+                raise
+            fails = 0
+            study.tell(trial, values)
+            before = done
+            done = _count(study, C) if shared else done + 1
+            if bar is not None:
+                bar.update(min(done, n_trials) - min(before, n_trials))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _worker_main(payload: bytes) -> None:
+    """Entry point of one worker process (spawned): reopen the study and run the shared loop."""
+    a = pickle.loads(payload)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = Space.from_dict(a["space"])
+    fn = a["fn"] if a["fn"] is not None else make_objective(space, a["providers"], **a["provider_options"])
+    sampler = make_sampler(a["sampler"], seed=a["seed"], n_objectives=len(a["objectives"]), population_size=a["population_size"])
+    study = optuna.load_study(study_name=a["study_name"], storage=open_storage(a["storage"]), sampler=sampler)
+    _run_local(study, space, fn, parse_objectives(a["objectives"]), parse_budgets(a["budgets"]), a["n_trials"],
+               shared=True, progress=a["progress"], desc=f"worker {a['index']}")
+
+
+def search(
+    space: Space | str,
+    objective_fn: ObjectiveFn | str | None = None,
+    *,
+    objectives: str | Sequence[str | Objective],
+    budgets: str | Sequence[str | Budget] | None = (),
+    n_trials: int,
+    sampler: str = "nsga2",
+    seed: int | None = 0,
+    storage: str | None = None,
+    study_name: str | None = None,
+    runner: str = "optuna",
+    workers: int = 1,
+    ray_address: str | None = None,
+    resources_per_trial: Mapping[str, float] | None = None,
+    resume: bool = False,
+    warm_start: Sequence[Arch | str] = (),
+    population_size: int | None = None,
+    provider_options: Mapping[str, Any] | None = None,
+    ray_storage_path: str | None = None,
+    progress: bool = False,
+) -> Any:
+    """Multi-objective search of `space` under hard `budgets`; returns the `optuna.Study`.
+
+    `objective_fn` is any callable `Arch -> dict[str, float]` returning every objective and
+    budget metric, or provider name(s) (`"flops"`, `"analytic"`, registered ones). `n_trials` is
+    the total number of COMPLETE trials the study should hold when done (resume counts what is
+    there). `storage`: None (in memory), `sqlite:///PATH`, `postgresql://...`, or a journal file.
+    `runner="optuna"` runs in this process (`workers > 1`: that many processes share the study,
+    which needs a persistent storage); `runner="ray"` runs trials as Ray Tune trials, `workers`
+    at a time, on the cluster at `ray_address` (None: a local Ray instance).
+    """
+    import optuna
+
+    if isinstance(space, str):
+        space = Space.preset(space)
+    objs = parse_objectives(objectives)
+    buds = parse_budgets(budgets)
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise ConfigError(f"n_trials={n_trials!r} must be an int >= 1")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r}; allowed: {list(SAMPLERS)}")
+    if runner not in ("optuna", "ray"):
+        raise ConfigError(f"runner={runner!r} not allowed; allowed: ['optuna', 'ray']")
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers={workers!r} must be an int >= 1")
+    kind = storage_kind(storage)
+    if runner == "optuna" and workers > 1 and kind == "memory":
+        raise ConfigError("several workers need a shared storage: pass storage='sqlite:///PATH' or a journal file")
+    if resume and kind == "memory":
+        raise ConfigError("--resume needs a persistent storage (sqlite:///PATH, a journal file, postgresql://...)")
+    if sampler == "gp" and buds and len(objs) > 1:
+        log.info("GPSampler handles constraints for single objectives best; multi-objective GP is slow")
+    providers = None
+    if objective_fn is None or isinstance(objective_fn, str):
+        providers = objective_fn or "flops"
+        fn = make_objective(space, providers, **dict(provider_options or {}))
+    elif callable(objective_fn):
+        fn = objective_fn
+    else:
+        raise ConfigError(f"objective_fn must be callable or a provider name, got {type(objective_fn).__name__}")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = open_storage(storage)
+    name = study_name or f"hwnas-{space.name}"
+    existing = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+    samp = make_sampler(sampler, seed=seed, n_objectives=len(objs), population_size=population_size)
+    if name in existing:
+        if not resume:
+            raise ConfigError(f"study {name!r} already exists in {storage}; pass --resume to continue it or pick another --study")
+        study = optuna.load_study(study_name=name, storage=st, sampler=samp)
+        spec = study_spec(study)
+        if [o.spec() for o in spec.objectives] != [o.spec() for o in objs] or spec.space != space:
+            raise ConfigError(
+                f"study {name!r} searches {[o.spec() for o in spec.objectives]} over {spec.space.name!r}; "
+                f"asked for {[o.spec() for o in objs]} over {space.name!r}"
+            )
+        if [str(b) for b in spec.budgets] != [str(b) for b in buds]:
+            raise ConfigError(f"study {name!r} has budgets {[str(b) for b in spec.budgets]}; asked for {[str(b) for b in buds]}")
+        stale = _fail_stale(study)
+        if stale:
+            log.warning("resume: marked %d interrupted trial(s) as FAIL", stale)
+        study.set_user_attr("hwnas.n_trials", n_trials)
+    else:
+        study = optuna.create_study(study_name=name, storage=st, sampler=samp, directions=[o.direction for o in objs])
+        study.set_user_attr("hwnas.space", space.to_dict())
+        study.set_user_attr("hwnas.objectives", [o.spec() for o in objs])
+        study.set_user_attr("hwnas.budgets", [str(b) for b in buds])
+        study.set_user_attr("hwnas.sampler", sampler)
+        study.set_user_attr("hwnas.n_trials", n_trials)
+        for a in warm_start:
+            a = space.min_arch() if a == "min" else space.max_arch() if a == "max" else space.parse(a)
+            study.enqueue_trial(space.to_choices(a), user_attrs={"warm_start": True})
+
+    if runner == "ray":
+        from hwnas.searchers._ray import run_ray
+
+        run_ray(study, st, space, fn, objs, buds, n_trials, workers=workers, address=ray_address,
+                resources=resources_per_trial, storage_path=ray_storage_path, progress=progress)
+    elif workers == 1:
+        _run_local(study, space, fn, objs, buds, n_trials, shared=False, progress=progress)
+    else:
+        _run_workers(study, space, fn if providers is None else None, providers, dict(provider_options or {}),
+                     storage, name, objs, buds, n_trials, sampler, seed, population_size, workers, progress)
+    return study
+
+
+def _run_workers(study: Any, space: Space, fn: ObjectiveFn | None, providers: Any, provider_options: dict, storage: str,
+                 name: str, objs: Sequence[Objective], buds: Sequence[Budget], n_trials: int, sampler: str,
+                 seed: int | None, population_size: int | None, workers: int, progress: bool) -> None:
+    ctx = mp.get_context("spawn")
+    procs = []
+    for i in range(workers):
+        payload = {
+            "space": space.to_dict(), "fn": fn, "providers": providers, "provider_options": provider_options,
+            "storage": storage, "study_name": name, "objectives": [o.spec() for o in objs],
+            "budgets": [str(b) for b in buds], "n_trials": n_trials, "sampler": sampler,
+            # Distinct seeds: workers with one seed would propose the same archs.
+            "seed": None if seed is None else seed + 1000 * i, "population_size": population_size,
+            "progress": progress and i == 0, "index": i,
+        }
+        try:
+            data = pickle.dumps(payload)
+        except Exception as e:  # lambdas / closures cannot cross a process boundary
+            raise ConfigError(f"the objective function cannot be sent to worker processes ({e}); "
+                              "use a module-level function or class, or a registered provider") from None
+        p = ctx.Process(target=_worker_main, args=(data,), name=f"hwnas-search-{i}")
+        p.start()
+        procs.append(p)
+    for p in procs:
+        p.join()
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise ObjectiveError(f"{len(bad)} search worker(s) exited with codes {bad}; see their messages above")
+    if math.isfinite(n_trials):
+        import optuna
+
+        done = _count(study, optuna.trial.TrialState.COMPLETE)
+        if done < n_trials:
+            raise ObjectiveError(f"workers stopped with {done} of {n_trials} trials complete")

@@ -1,0 +1,498 @@
+"""Pareto fronts of a study: non-dominated sorting under constraints, hypervolume, knee, queries.
+
+`ParetoFront.from_study(study)` reads the trials once into numpy arrays (for an RDB storage with
+one SQL query per table, which keeps 100,000-trial studies well under a second); every query
+after that is vectorised. A front member is a COMPLETE trial that meets every budget (the study's
+and the query's) and that no other such trial dominates; trials with identical values are all kept,
+as in Optuna's `study.best_trials`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hwnas.errors import BudgetError, ConfigError, ObjectiveError
+
+from hwnas.searchers._budgets import Budget, parse_budgets
+from hwnas.searchers._objectives import Objective, parse_objectives
+
+__all__ = [
+    "ParetoFront",
+    "Pick",
+    "nondominated_mask",
+    "pareto_ranks",
+    "hypervolume",
+    "hypervolume_2d",
+    "knee_index",
+]
+
+
+# ---- numerics on minimisation arrays ------------------------------------------------------------
+def nondominated_mask(F: np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of F (every column minimised; duplicates all kept)."""
+    F = np.asarray(F, dtype=float)
+    n = len(F)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    if F.ndim != 2:
+        raise ValueError(f"F must be 2-D (n, m), got shape {F.shape}")
+    if F.shape[1] == 1:
+        return F[:, 0] == F[:, 0].min()
+    if F.shape[1] == 2:
+        # Sweep: sort by (f1, f2); a point survives when it is the smallest f2 of its f1 group and
+        # strictly below every f2 seen at a strictly smaller f1.
+        order = np.lexsort((F[:, 1], F[:, 0]))
+        s1, s2 = F[order, 0], F[order, 1]
+        start = np.empty(n, dtype=bool)
+        start[0] = True
+        start[1:] = s1[1:] != s1[:-1]
+        gid = np.cumsum(start) - 1
+        gmin = s2[start]
+        before = np.concatenate(([np.inf], np.minimum.accumulate(gmin)[:-1]))
+        nd_sorted = (s2 == gmin[gid]) & (s2 < before[gid])
+        out = np.empty(n, dtype=bool)
+        out[order] = nd_sorted
+        return out
+    import moocore
+
+    return np.asarray(moocore.is_nondominated(F, keep_weakly=True), dtype=bool)
+
+
+def pareto_ranks(F: np.ndarray, feasible: np.ndarray | None = None) -> np.ndarray:
+    """Non-dominated sorting rank (1 = front) of every row; infeasible rows rank after all feasible ones.
+
+    Infeasible rows are ordered among themselves by total violation (Deb's constrained domination),
+    each distinct violation level one rank.
+    """
+    F = np.asarray(F, dtype=float)
+    n = len(F)
+    ranks = np.zeros(n, dtype=np.int64)
+    feas = np.ones(n, dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
+    idx = np.flatnonzero(feas)
+    if len(idx):
+        import moocore
+
+        ranks[idx] = np.asarray(moocore.pareto_rank(F[idx]), dtype=np.int64) + 1 if F.shape[1] > 1 else \
+            np.unique(F[idx, 0], return_inverse=True)[1] + 1
+    return ranks
+
+
+def hypervolume_2d(F: np.ndarray, ref: Sequence[float]) -> float:
+    """Exact 2-D hypervolume (minimisation) dominated by F and bounded by `ref` (own sweep)."""
+    F = np.asarray(F, dtype=float)
+    r = np.asarray(ref, dtype=float)
+    F = F[np.all(F < r, axis=1)]
+    if len(F) == 0:
+        return 0.0
+    F = F[nondominated_mask(F)]
+    F = F[np.argsort(F[:, 0])]
+    widths = np.diff(np.concatenate((F[:, 0], [r[0]])))
+    return float(np.sum(widths * (r[1] - F[:, 1])))
+
+
+def hypervolume(F: np.ndarray, ref: Sequence[float]) -> float:
+    """Hypervolume (minimisation) of F w.r.t. `ref`; points not strictly better than ref add nothing."""
+    F = np.asarray(F, dtype=float)
+    r = np.asarray(ref, dtype=float)
+    if F.ndim != 2 or F.shape[1] != len(r):
+        raise ValueError(f"F has shape {F.shape}; ref has {len(r)} values")
+    F = F[np.all(F < r, axis=1)]
+    if len(F) == 0:
+        return 0.0
+    if F.shape[1] == 2:
+        return hypervolume_2d(F, r)
+    import moocore
+
+    return float(moocore.hypervolume(F, ref=r))
+
+
+def knee_index(F: np.ndarray) -> int:
+    """Index (into F, a front in minimisation form) of the knee point.
+
+    Objectives are scaled to [0, 1] over the front. In 2-D the knee is the point farthest below
+    the line joining the two extreme points; with 3+ objectives, the point closest to the ideal.
+    """
+    F = np.asarray(F, dtype=float)
+    if len(F) == 0:
+        raise BudgetError("empty front has no knee point")
+    if len(F) <= 2:
+        return int(np.argmin(np.linalg.norm(_scale(F), axis=1)))
+    S = _scale(F)
+    if F.shape[1] == 2:
+        a, b = S[np.argmin(S[:, 0])], S[np.argmin(S[:, 1])]
+        d = b - a
+        norm = float(np.hypot(*d))
+        if norm == 0.0:
+            return 0
+        # Signed distance to the extremes' line; the knee bulges towards the ideal (0, 0).
+        dist = ((S[:, 0] - a[0]) * d[1] - (S[:, 1] - a[1]) * d[0]) / norm
+        return int(np.argmax(-dist if (0 - a[0]) * d[1] - (0 - a[1]) * d[0] < 0 else dist))
+    return int(np.argmin(np.linalg.norm(S, axis=1)))
+
+
+def _scale(F: np.ndarray) -> np.ndarray:
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (F - lo) / span
+
+
+# ---- reading trials once ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Trials:
+    numbers: np.ndarray  # (n,) trial numbers
+    archs: list[str]
+    values: np.ndarray  # (n, m) objective values as reported (native directions)
+    metrics: dict[str, np.ndarray]  # every metric recorded (NaN where a trial lacks it)
+    violations: np.ndarray  # (n, b) Optuna constraint values (<= 0 met), columns = study budgets
+
+
+def _metrics_columns(dicts: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
+    names: dict[str, None] = {}
+    for d in dicts[:64]:
+        names.update(dict.fromkeys(d))
+    cols = {}
+    for k in names:
+        cols[k] = np.fromiter((d.get(k, math.nan) for d in dicts), dtype=float, count=len(dicts))
+    return cols
+
+
+def _read_rdb(storage: Any, study_id: int, m: int, budget_keys: Sequence[str]) -> _Trials | None:
+    """Read COMPLETE trials straight from Optuna's RDB tables (one query per table)."""
+    try:
+        from sqlalchemy import text
+    except ImportError:  # pragma: no cover - sqlalchemy comes with optuna's RDB storage
+        return None
+    engine = getattr(storage, "engine", None)
+    if engine is None:
+        return None
+    with engine.connect() as con:
+        rows = con.execute(
+            text("SELECT trial_id, number FROM trials WHERE study_id = :s AND state = 'COMPLETE' ORDER BY number"),
+            {"s": study_id},
+        ).fetchall()
+        if not rows:
+            return _Trials(np.zeros(0, int), [], np.zeros((0, m)), {}, np.zeros((0, len(budget_keys))))
+        tid = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        pos = np.full(int(tid.max()) + 1, -1, dtype=np.int64)
+        pos[tid] = np.arange(len(tid))
+        numbers = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        vals = np.full((len(rows), m), np.nan)
+        q = text(
+            "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v "
+            "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = :s AND t.state = 'COMPLETE'"
+        )
+        for t_id, obj, value, vtype in con.execute(q, {"s": study_id}):
+            v = value if vtype == "FINITE" else (math.inf if vtype == "INF_POS" else -math.inf)
+            vals[pos[t_id], obj] = v
+        archs = [""] * len(rows)
+        mets: list[dict[str, float]] = [{} for _ in rows]
+        q = text(
+            "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a JOIN trials t "
+            "ON t.trial_id = a.trial_id WHERE t.study_id = :s AND t.state = 'COMPLETE' "
+            "AND a.key IN ('arch', 'metrics')"
+        )
+        for t_id, key, vj in con.execute(q, {"s": study_id}):
+            if key == "arch":
+                archs[pos[t_id]] = json.loads(vj)
+            else:
+                mets[pos[t_id]] = json.loads(vj)
+        viol = np.full((len(rows), len(budget_keys)), np.nan)
+        if budget_keys:
+            col = {f"constraints:{k}": i for i, k in enumerate(budget_keys)}
+            q = text(
+                "SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a JOIN trials t "
+                "ON t.trial_id = a.trial_id WHERE t.study_id = :s AND t.state = 'COMPLETE' "
+                "AND a.key LIKE 'constraints:%'"
+            )
+            for t_id, key, vj in con.execute(q, {"s": study_id}):
+                c = col.get(key)
+                if c is not None:
+                    viol[pos[t_id], c] = json.loads(vj)
+    return _Trials(numbers, archs, vals, _metrics_columns(mets), viol)
+
+
+def _read_generic(study: Any, m: int, budget_keys: Sequence[str]) -> _Trials:
+    import optuna
+
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    n = len(trials)
+    numbers = np.fromiter((t.number for t in trials), dtype=np.int64, count=n)
+    vals = np.array([t.values for t in trials], dtype=float).reshape(n, m)
+    archs = [t.user_attrs.get("arch", "") for t in trials]
+    mets = [t.user_attrs.get("metrics", {}) for t in trials]
+    viol = np.full((n, len(budget_keys)), np.nan)
+    for i, t in enumerate(trials):
+        c = t.constraints
+        for j, k in enumerate(budget_keys):
+            if k in c:
+                viol[i, j] = c[k]
+    return _Trials(numbers, archs, vals, _metrics_columns(mets), viol)
+
+
+# ---- the front ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pick:
+    """One chosen front member: its arch string, trial number and every metric."""
+
+    arch: str
+    trial: int
+    metrics: dict[str, float]
+    budgets: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, "trial": self.trial, "metrics": dict(self.metrics), "budgets": list(self.budgets)}
+
+
+@dataclass(frozen=True, eq=False)
+class ParetoFront:
+    """Trials of a study (or any table of metrics) and their constrained Pareto front.
+
+    Build with `ParetoFront.from_study(study)`, `ParetoFront.load(study_name, storage)` or the
+    constructor (keyword-only): `objectives` (names with directions), `archs`, `metrics`
+    (`{metric: array}`, must hold every objective), optional `trials` (numbers) and `budgets`.
+    """
+
+    objectives: tuple[Objective, ...]
+    archs: tuple[str, ...]
+    metrics: dict[str, np.ndarray]
+    trials: np.ndarray
+    budgets: tuple[Budget, ...] = ()
+    violations: np.ndarray | None = None  # Optuna constraint values; None -> from budgets
+    study_name: str | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, *, objectives: str | Sequence[str | Objective], archs: Sequence[str],
+              metrics: Mapping[str, Sequence[float]], trials: Sequence[int] | None = None,
+              budgets: str | Sequence[str | Budget] | None = (), study_name: str | None = None) -> ParetoFront:
+        """A front over a plain table (no study needed): metrics columns aligned with `archs`."""
+        objs = parse_objectives(objectives)
+        n = len(archs)
+        cols = {k: np.asarray(v, dtype=float).reshape(-1) for k, v in metrics.items()}
+        for k, v in cols.items():
+            if len(v) != n:
+                raise ValueError(f"metric {k!r} has {len(v)} values for {n} archs")
+        for o in objs:
+            if o.name not in cols:
+                raise ObjectiveError(f"objective {o.name!r} missing from metrics {sorted(cols)}")
+        tr = np.arange(n) if trials is None else np.asarray(trials, dtype=np.int64)
+        return cls(objectives=objs, archs=tuple(archs), metrics=cols, trials=tr,
+                   budgets=parse_budgets(budgets), study_name=study_name)
+
+    @classmethod
+    def from_study(cls, study: Any) -> ParetoFront:
+        """Read a study's COMPLETE trials once (RDB storages by direct SQL) into a front."""
+        from hwnas.searchers._optuna import study_spec
+
+        ua = study.user_attrs
+        if "hwnas.objectives" in ua:
+            spec = study_spec(study)
+            objs, buds = spec.objectives, spec.budgets
+        else:  # a plain Optuna study: objectives named values_0.. with the study's directions
+            objs = tuple(Objective(f"values_{i}", d.name.lower()) for i, d in enumerate(study.directions))
+            buds = ()
+        keys = [str(b) for b in buds]
+        storage = study._storage  # noqa: SLF001
+        inner = getattr(storage, "_backend", storage)  # _CachedStorage wraps RDBStorage
+        data = None
+        import optuna
+
+        if isinstance(inner, optuna.storages.RDBStorage):
+            data = _read_rdb(inner, study._study_id, len(objs), keys)  # noqa: SLF001
+        if data is None:
+            data = _read_generic(study, len(objs), keys)
+        metrics = dict(data.metrics)
+        for i, o in enumerate(objs):
+            metrics[o.name] = data.values[:, i]  # the reported values are the truth for objectives
+        return cls(objectives=objs, archs=tuple(data.archs), metrics=metrics, trials=data.numbers,
+                   budgets=buds, violations=data.violations, study_name=study.study_name)
+
+    @classmethod
+    def load(cls, study_name: str | None, storage: str) -> ParetoFront:
+        from hwnas.searchers._optuna import load_study
+
+        return cls.from_study(load_study(study_name, storage))
+
+    # ---- arrays ------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def F(self) -> np.ndarray:
+        """(n, m) objectives in minimisation form (maximised ones negated)."""
+        if "F" not in self._cache:
+            self._cache["F"] = np.stack([self.metrics[o.name] * o.sign for o in self.objectives], axis=1) \
+                if len(self) else np.zeros((0, len(self.objectives)))
+        return self._cache["F"]
+
+    def column(self, metric: str) -> np.ndarray:
+        if metric not in self.metrics:
+            raise BudgetError(f"metric {metric!r} was not recorded in this study; recorded: {sorted(self.metrics)}")
+        return self.metrics[metric]
+
+    def feasible(self, budgets: str | Sequence[str | Budget] | None = ()) -> np.ndarray:
+        """Mask of trials meeting the study's budgets and `budgets`."""
+        ok = np.ones(len(self), dtype=bool)
+        if self.violations is not None and self.violations.size:
+            # NaN (constraint missing) counts as broken: a trial is only trusted with its constraints.
+            ok &= np.all(self.violations <= 0.0, axis=1)
+        elif self.budgets:
+            for b in self.budgets:
+                ok &= _meets(b, self.column(b.metric))
+        for b in parse_budgets(budgets):
+            ok &= _meets(b, self.column(b.metric))
+        return ok
+
+    def front_mask(self, budgets: str | Sequence[str | Budget] | None = ()) -> np.ndarray:
+        """Mask of the constrained Pareto front (recomputed among trials meeting every budget)."""
+        key = "front:" + "|".join(str(b) for b in parse_budgets(budgets))
+        if key not in self._cache:
+            ok = self.feasible(budgets)
+            mask = np.zeros(len(self), dtype=bool)
+            idx = np.flatnonzero(ok)
+            mask[idx] = nondominated_mask(self.F()[idx])
+            self._cache[key] = mask
+        return self._cache[key]
+
+    def ranks(self) -> np.ndarray:
+        """Non-dominated sorting rank (1 = front) of feasible trials; 0 for infeasible ones."""
+        return pareto_ranks(self.F(), self.feasible())
+
+    # ---- queries -------------------------------------------------------------------------------------
+    def query(self, budgets: str | Sequence[str | Budget] | None = ()) -> ParetoFront:
+        """The front under extra budgets, as a new ParetoFront holding only its members."""
+        idx = np.flatnonzero(self.front_mask(budgets))
+        return self._subset(idx, extra=parse_budgets(budgets))
+
+    def _subset(self, idx: np.ndarray, extra: Sequence[Budget] = ()) -> ParetoFront:
+        return ParetoFront(
+            objectives=self.objectives, archs=tuple(self.archs[i] for i in idx),
+            metrics={k: v[idx] for k, v in self.metrics.items()}, trials=self.trials[idx],
+            budgets=tuple(self.budgets) + tuple(extra),
+            violations=None if self.violations is None else self.violations[idx], study_name=self.study_name,
+        )
+
+    def hypervolume(self, ref: Mapping[str, float] | Sequence[float] | None = None,
+                    budgets: str | Sequence[str | Budget] | None = ()) -> float:
+        """Hypervolume of the (constrained) front w.r.t. `ref` given in metric units and directions.
+
+        Default ref: the worst value of each objective over the feasible trials (nadir of all).
+        """
+        F = self.F()[self.front_mask(budgets)]
+        return hypervolume(F, self._ref_min(ref, budgets))
+
+    def _ref_min(self, ref: Any, budgets: Any = ()) -> np.ndarray:
+        if ref is None:
+            feas = self.F()[self.feasible(budgets)]
+            if len(feas) == 0:
+                raise BudgetError("no feasible trial: hypervolume needs an explicit ref")
+            return feas.max(axis=0)
+        if isinstance(ref, Mapping):
+            missing = [n for n in self.names if n not in ref]
+            if missing:
+                raise ValueError(f"ref lacks objective(s) {missing}")
+            ref = [ref[n] for n in self.names]
+        r = np.asarray(ref, dtype=float)
+        if r.shape != (len(self.objectives),):
+            raise ValueError(f"ref needs {len(self.objectives)} values ({self.names}), got {list(r)}")
+        return r * np.array([o.sign for o in self.objectives])
+
+    def knee(self, budgets: str | Sequence[str | Budget] | None = ()) -> Pick:
+        """The knee point of the front (see `knee_index`)."""
+        idx = np.flatnonzero(self.front_mask(budgets))
+        self._require(idx, budgets)
+        return self._pick_row(int(idx[knee_index(self.F()[idx])]), budgets)
+
+    def pick(self, budgets: str | Sequence[str | Budget] | None = (), *, by: str | None = None,
+             nearest: Mapping[str, float] | None = None, knee: bool = False) -> Pick:
+        """One front member meeting `budgets` (e.g. `"latency_ms@cpu<=3"`).
+
+        Default: the best value of objective `by` (the first objective the budgets do not bound,
+        e.g. accuracy under a latency budget). `nearest={metric: target}`: the member closest to
+        the targets (relative distance). `knee=True`: the knee point.
+        """
+        buds = parse_budgets(budgets)
+        if knee:
+            return self.knee(buds)
+        idx = np.flatnonzero(self.front_mask(buds))
+        self._require(idx, buds)
+        if nearest:
+            d = np.zeros(len(idx))
+            for k, target in nearest.items():
+                col = self.column(k)[idx]
+                d += ((col - float(target)) / (abs(float(target)) or 1.0)) ** 2
+            return self._pick_row(int(idx[np.argmin(d)]), buds)
+        if by is None:
+            bounded = {b.metric for b in buds}
+            free = [o for o in self.objectives if o.name not in bounded]
+            obj = (free or list(self.objectives))[0]
+        else:
+            obj = next((o for o in self.objectives if o.name == by), None)
+            if obj is None:
+                raise ObjectiveError(f"by={by!r} is not an objective of this study; objectives: {self.names}")
+        col = self.metrics[obj.name][idx] * obj.sign
+        return self._pick_row(int(idx[np.argmin(col)]), buds)
+
+    def _require(self, idx: np.ndarray, budgets: Any) -> None:
+        if len(idx):
+            return
+        buds = parse_budgets(budgets)
+        hints = []
+        for b in buds:
+            if b.metric in self.metrics and len(self):
+                col = self.column(b.metric)[self.feasible()]
+                if len(col):
+                    best = np.nanmin(col) if b.op in ("<=", "<") else np.nanmax(col)
+                    hints.append(f"best {b.metric} among feasible trials is {best:g}")
+        msg = f"no trial of {len(self)} meets budgets {[str(b) for b in tuple(self.budgets) + tuple(buds)]}"
+        raise BudgetError(msg + ("; " + "; ".join(hints) if hints else ""))
+
+    def _pick_row(self, i: int, budgets: Any = ()) -> Pick:
+        return Pick(arch=self.archs[i], trial=int(self.trials[i]),
+                    metrics={k: float(v[i]) for k, v in self.metrics.items()},
+                    budgets=tuple(str(b) for b in tuple(self.budgets) + tuple(parse_budgets(budgets))))
+
+    # ---- tables ----------------------------------------------------------------------------------------
+    def rows(self, budgets: str | Sequence[str | Budget] | None = (), *, sort: str | None = None,
+             top: int | None = None, descending: bool | None = None) -> list[dict[str, Any]]:
+        """Front members as dicts (trial, arch, every metric), sorted by `sort` (an objective/metric)."""
+        idx = np.flatnonzero(self.front_mask(budgets))
+        sort = sort or self.names[0]
+        col = self.column(sort)[idx]
+        if descending is None:
+            o = next((o for o in self.objectives if o.name == sort), None)
+            descending = o is not None and o.direction == "maximize"
+        order = np.argsort(-col if descending else col, kind="stable")
+        if top is not None:
+            if top < 1:
+                raise ValueError(f"top={top} must be >= 1")
+            order = order[:top]
+        keys = self.names + [k for k in self.metrics if k not in self.names]
+        return [{"trial": int(self.trials[idx[j]]), "arch": self.archs[idx[j]],
+                 **{k: float(self.metrics[k][idx[j]]) for k in keys}} for j in order]
+
+    def to_frame(self, *, all_trials: bool = False) -> Any:
+        """A pandas DataFrame of the front (or every trial with `feasible`, `front`, `rank` columns)."""
+        import pandas as pd
+
+        keys = self.names + [k for k in self.metrics if k not in self.names]
+        if not all_trials:
+            idx = np.flatnonzero(self.front_mask())
+            return pd.DataFrame({"trial": self.trials[idx], "arch": [self.archs[i] for i in idx],
+                                 **{k: self.metrics[k][idx] for k in keys}})
+        return pd.DataFrame({"trial": self.trials, "arch": list(self.archs), **{k: self.metrics[k] for k in keys},
+                             "feasible": self.feasible(), "front": self.front_mask(), "rank": self.ranks()})
+
+
+def _meets(b: Budget, col: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return {"<=": col <= b.bound, "<": col < b.bound, ">=": col >= b.bound, ">": col > b.bound}[b.op]
