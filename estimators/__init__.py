@@ -1,1 +1,36 @@
-"""Placeholder: filled in by its issue."""
+"""Estimators: devices, real-kernel measurement, lookup-table profiles, latency / memory / energy /
+FLOPs / accuracy predictors, and a few-shot latency path.
+
+    from hwnas.estimators import Device, build_predictors
+    prof, lat = build_predictors(space, Device.from_name("cpu"), "results/runs/profiles/fmnist-cpu")
+    lat.predict(arch)  # ms
+"""
+
+from __future__ import annotations
+
+from hwnas.estimators.devices import BACKENDS, Device, available_devices, fingerprint_hash
+from hwnas.estimators.flops import arch_macs, arch_params, count_fvcore
+from hwnas.estimators.latency import FlopsProxy, LatencyPredictor
+from hwnas.estimators.measure import Timing, measure, measure_module, measure_onnx, time_callable
+from hwnas.estimators.profile import MeasureSettings, Profile, profile, profile_on_ray
+
+__all__ = [
+    "BACKENDS",
+    "Device",
+    "FlopsProxy",
+    "LatencyPredictor",
+    "MeasureSettings",
+    "Profile",
+    "Timing",
+    "arch_macs",
+    "arch_params",
+    "available_devices",
+    "count_fvcore",
+    "fingerprint_hash",
+    "measure",
+    "measure_module",
+    "measure_onnx",
+    "profile",
+    "profile_on_ray",
+    "time_callable",
+]
