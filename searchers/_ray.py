@@ -1,0 +1,173 @@
+"""Ray Tune runner: the same study model, trials run as Ray Tune trials on a Ray cluster.
+
+Ray Tune's `OptunaSearch` (ray 2.60) drives the Optuna study (`ask` on suggest, `tell` on
+complete) but knows nothing of constraints or user attributes, so `_ConstrainedOptunaSearch` is a
+thin subclass that, before Optuna's `tell`, stores the arch and metrics on the Optuna trial and sets
+one `trial.set_constraint` per budget. A trial whose objective fails is told FAIL with its message.
+
+The Optuna study (in memory, SQLite, journal, PostgreSQL) is the source of truth: a resumed search
+counts the COMPLETE trials already stored and runs only the rest, so nothing completed is lost
+or repeated. Trials never chdir into their directories (`RAY_CHDIR_TO_TRIAL_DIR=0`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import ConfigError, ObjectiveError
+from hwnas.search_space import Space
+
+from hwnas.searchers._budgets import Budget
+from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values
+
+__all__ = ["run_ray", "ray_trial"]
+
+log = logging.getLogger("hwnas.searchers")
+_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0"}
+
+
+def ray_trial(config: dict[str, Any], space_dict: dict[str, Any] | None = None, fn: ObjectiveFn | None = None,
+              needed: Sequence[str] = (), objective_names: Sequence[str] = ()) -> None:
+    """The Ray Tune function trainable: build the arch, evaluate it, report once."""
+    from ray import tune
+
+    space = Space.from_dict(space_dict)
+    out: dict[str, Any] = {"hwnas_cwd": os.getcwd(), "hwnas_pid": os.getpid()}
+    try:
+        arch = space.from_choices(config)
+        out["hwnas_arch"] = arch.to_string()
+        values = check_values(fn(arch), list(needed), arch.to_string())
+    except Exception as e:  # reported to the driver, which fails the Optuna trial with the message
+        out["hwnas_error"] = f"{type(e).__name__}: {e}"
+        tune.report(out)
+        return
+    out["hwnas_metrics"] = json.dumps(values)
+    out["hwnas_error"] = ""
+    for i, n in enumerate(objective_names):
+        out[f"hwnas_obj_{i}"] = values[n]
+    tune.report(out)
+
+
+def _searcher_class() -> type:
+    from ray.tune.search.optuna import OptunaSearch
+
+    class _ConstrainedOptunaSearch(OptunaSearch):
+        """OptunaSearch that records arch/metrics and sets the budgets' constraints before `tell`."""
+
+        def __init__(self, *, objectives: Sequence[Objective], budgets: Sequence[Budget], **kw: Any):
+            self._hw_objectives = tuple(objectives)
+            self._hw_budgets = tuple(budgets)
+            super().__init__(**kw)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            import optuna
+
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return super().on_trial_complete(trial_id, result, error)
+            ot = self._ot_trials[trial_id]
+            result = result or {}
+            err = result.get("hwnas_error")
+            if err is None:
+                err = "the Ray trial errored before reporting (see its log)" if error else "the Ray trial reported nothing"
+            if result.get("hwnas_arch"):
+                ot.set_user_attr("arch", result["hwnas_arch"])
+            if not err:
+                try:
+                    values = check_values(json.loads(result["hwnas_metrics"]), [o.name for o in self._hw_objectives])
+                    ot.set_user_attr("metrics", values)
+                    for b in self._hw_budgets:
+                        ot.set_constraint(str(b), b.violation(values))
+                except (ObjectiveError, KeyError, ValueError) as e:
+                    err = f"{type(e).__name__}: {e}"
+            if err:
+                ot.set_user_attr("error", err)
+                self._ot_study.tell(ot, state=optuna.trial.TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+                log.warning("ray trial %s failed: %s", trial_id, err)
+                return None
+            return super().on_trial_complete(trial_id, result, error)
+
+    return _ConstrainedOptunaSearch
+
+
+def _init_ray(address: str | None, workers: int) -> bool:
+    """Connect to (or start) Ray; returns whether this call started it (so we shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"runtime_env": {"env_vars": dict(_ENV)}, "log_to_driver": False,
+                          "ignore_reinit_error": True}
+    if address:
+        if address != "auto" and ":" not in address and not address.startswith("ray://"):
+            raise ConfigError(f"--ray-address {address!r}: expected 'auto', HOST:PORT or ray://HOST:PORT")
+        ray.init(address=address, **kw)
+    else:
+        ray.init(num_cpus=max(1, workers), include_dashboard=False, **kw)
+    return True
+
+
+def run_ray(study: Any, storage: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective],
+            budgets: Sequence[Budget], n_trials: int, *, workers: int = 1, address: str | None = None,
+            resources: Mapping[str, float] | None = None, storage_path: str | None = None,
+            progress: bool = False) -> None:
+    """Run Ray Tune trials until the study holds `n_trials` COMPLETE trials."""
+    import optuna
+    import ray
+    from optuna.distributions import CategoricalDistribution
+    from ray import tune
+
+    os.environ.update(_ENV)  # the driver-side default too (local trials inherit it)
+    started = _init_ray(address, workers)
+    res = dict(resources or {"cpu": 1})
+    for k, v in res.items():
+        if not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(f"resource {k}={v!r} must be a number >= 0")
+    root = Path(storage_path or Path("results/runs/ray")).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    C = optuna.trial.TrialState.COMPLETE
+    names = [o.name for o in objectives]
+    needed = names + [b.metric for b in budgets if b.metric not in names]
+    trainable = tune.with_resources(
+        tune.with_parameters(ray_trial, space_dict=space.to_dict(), fn=fn, needed=needed, objective_names=names), res
+    )
+    searcher_cls = _searcher_class()
+    dists = {k: CategoricalDistribution(list(v)) for k, v in space.choices().items()}
+    rounds_without_progress = 0
+    try:
+        while True:
+            done = study._storage.get_n_trials(study._study_id, (C,))  # noqa: SLF001
+            remaining = n_trials - done
+            if remaining <= 0:
+                return
+            searcher = searcher_cls(
+                objectives=objectives, budgets=budgets, space=dists,
+                metric=[f"hwnas_obj_{i}" for i in range(len(objectives))],
+                mode=["min" if o.direction == "minimize" else "max" for o in objectives],
+                sampler=study.sampler, storage=storage, study_name=study.study_name,
+            )
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, max_concurrent_trials=workers,
+                                            trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+                run_config=tune.RunConfig(name=f"{study.study_name}-{int(time.time() * 1000)}", storage_path=str(root),
+                                          verbose=1 if progress else 0),
+            )
+            tuner.fit()
+            after = study._storage.get_n_trials(study._study_id, (C,))  # noqa: SLF001
+            if after == done:
+                rounds_without_progress += 1
+                if rounds_without_progress >= 2:
+                    raise ObjectiveError(f"no Ray trial completed in two rounds of {remaining}; see the trials' "
+                                         "`error` user attribute (hwnas pareto shows none) or the Ray logs")
+            else:
+                rounds_without_progress = 0
+    finally:
+        if started:
+            ray.shutdown()
