@@ -1,0 +1,172 @@
+"""`hwnas search` and `hwnas pareto`: multi-objective search under budgets, and front queries."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+SEARCH_EPILOG = """\
+objectives: accuracy (max), latency_ms@DEV, peak_mem_mb@DEV, energy_mj@DEV, flops, params (min);
+  add :max / :min to override a direction (e.g. params:max as a capacity stand-in for accuracy).
+budgets: METRIC<=VALUE or METRIC>=VALUE, e.g. "latency_ms@cpu<=4", "params<=1e6", "flops<5M".
+storage: sqlite:///PATH, postgresql://..., a journal file (*.log / *.journal), or none (in memory).
+examples:
+  hwnas search --space fmnist-mbv3 --objective flops --objective params:max --budget "params<=6e5" \\
+      --trials 1000 --storage sqlite:///results/runs/search.db --study demo
+  hwnas search ... --workers 2                       two processes share the study
+  hwnas search ... --ray-address auto --workers 4    Ray Tune trials on a running cluster
+  hwnas search ... --resume                          continue a stopped search (same --trials total)
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="multi-objective architecture search under hardware budgets",
+        description="Search a space for Pareto-optimal archs with Optuna (in process, several processes on "
+        "one storage) or Ray Tune, under hard budgets.",
+        epilog=SEARCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--space", default="fmnist-mbv3", help="preset name or space YAML (default fmnist-mbv3)")
+    p.add_argument("--objective", action="append", metavar="METRIC",
+                   help="objective to optimise (repeat or comma-separate; default: flops,params:max)")
+    p.add_argument("--budget", action="append", default=[], metavar="EXPR", help="hard budget, e.g. 'latency_ms@cpu<=4' (repeatable)")
+    p.add_argument("--provider", default="flops", metavar="NAME[,NAME]",
+                   help="objective provider(s) computing the metrics (default flops: analytic MACs/params; "
+                   "'analytic': test function f1/f2; see --list-providers)")
+    p.add_argument("--list-providers", action="store_true", help="list objective providers and exit")
+    p.add_argument("--trials", type=int, default=200, metavar="N", help="total COMPLETE trials the study should hold (default 200)")
+    p.add_argument("--sampler", default="nsga2", choices=["nsga2", "tpe", "random", "gp", "nsga3"], help="default nsga2")
+    p.add_argument("--population-size", type=int, default=None, metavar="N", help="NSGA-II/III population (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default: in memory, lost at exit)")
+    p.add_argument("--study", default=None, metavar="NAME", help="study name (default hwnas-SPACE)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes (or concurrent Ray trials) (default 1)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="run on Ray: 'auto', HOST:PORT, or 'local' for a local instance")
+    p.add_argument("--resources", default="cpu=1", metavar="K=V[,K=V]", help="Ray resources per trial (default cpu=1)")
+    p.add_argument("--ray-storage-path", default=None, metavar="DIR", help="Ray Tune results directory (default results/runs/ray)")
+    p.add_argument("--resume", action="store_true", help="continue an existing study (completed trials are kept)")
+    p.add_argument("--warm-start", action="append", default=[], metavar="ARCH", help="arch string, 'min' or 'max' to try first (repeatable)")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="front rows to print at the end (default 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_search)
+
+    q = sub.add_parser(
+        "pareto", help="query the Pareto front of a study",
+        description="Print the constrained Pareto front of a stored study (arch strings and metrics), "
+        "optionally under extra budgets; plot it.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  hwnas pareto --study demo --storage sqlite:///results/runs/search.db "
+        "--budget 'flops<=3e6' --sort flops --top 5 --format json",
+    )
+    q.add_argument("--study", default=None, metavar="NAME", help="study name (optional when the storage holds one)")
+    q.add_argument("--storage", required=True, metavar="URL", help="sqlite:///PATH, postgresql://..., or a journal file")
+    q.add_argument("--budget", action="append", default=[], metavar="EXPR", help="extra budget to filter by (repeatable)")
+    q.add_argument("--sort", default=None, metavar="METRIC", help="sort by this metric (default: first objective, best first)")
+    q.add_argument("--top", type=int, default=None, metavar="K", help="print only the first K rows")
+    q.add_argument("--format", default="table", choices=["table", "csv", "json"], help="default table")
+    q.add_argument("--knee", action="store_true", help="print only the knee point")
+    q.add_argument("--pick", default=None, metavar="EXPR", help="print the one member picked under these budgets")
+    q.add_argument("--plot", default=None, metavar="PATH", help="also draw the front to PATH (.png or .svg)")
+    q.set_defaults(func=_pareto)
+
+
+def _parse_resources(s: str) -> dict[str, float]:
+    from hwnas.errors import ConfigError
+
+    out: dict[str, float] = {}
+    for part in filter(None, (x.strip() for x in s.split(","))):
+        k, sep, v = part.partition("=")
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise ConfigError(f"--resources {s!r}: {part!r} is not NAME=NUMBER") from None
+        if not sep or not k.strip():
+            raise ConfigError(f"--resources {s!r}: {part!r} is not NAME=NUMBER")
+    return out
+
+
+def _search(args: argparse.Namespace) -> int:
+    from hwnas.searchers import ParetoFront, objective_providers, search
+
+    if args.list_providers:
+        for name, (metrics, help_) in objective_providers().items():
+            print(f"{name:12s} metrics {','.join(metrics) or 'any'}: {help_}")
+        return 0
+    objectives = ",".join(args.objective) if args.objective else "flops,params:max"
+    runner = "ray" if args.ray_address else "optuna"
+    try:
+        study = search(
+            args.space, args.provider, objectives=objectives, budgets=args.budget, n_trials=args.trials,
+            sampler=args.sampler, seed=args.seed, storage=args.storage, study_name=args.study, runner=runner,
+            workers=args.workers, ray_address=None if args.ray_address == "local" else args.ray_address,
+            resources_per_trial=_parse_resources(args.resources), resume=args.resume,
+            warm_start=args.warm_start, population_size=args.population_size,
+            ray_storage_path=args.ray_storage_path, progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        if args.storage:
+            cmd = [a for a in sys.argv if a != "--resume"] + ["--resume"]
+            print(f"interrupted; completed trials are stored. Resume with:\n  {shlex.join(cmd)}", file=sys.stderr)
+        raise
+    front = ParetoFront.from_study(study)
+    print(f"study {study.study_name!r}: {len(front)} complete trials, {int(front.feasible().sum())} feasible, "
+          f"{int(front.front_mask().sum())} on the front")
+    _print_rows(front.rows(top=args.top), "table")
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    import json
+
+    from hwnas.searchers import ParetoFront
+
+    front = ParetoFront.load(args.study, args.storage)
+    if args.knee or args.pick:
+        p = front.knee(args.budget) if args.knee else front.pick(list(args.budget) + [args.pick])
+        if args.format == "json":
+            print(json.dumps(p.to_dict(), indent=2))
+        else:
+            _print_rows([{"trial": p.trial, "arch": p.arch, **p.metrics}], args.format)
+        return 0
+    rows = front.rows(args.budget, sort=args.sort, top=args.top)
+    if args.plot:
+        from hwnas.searchers.plots import front_record, draw_front
+
+        draw_front(front_record(front, budgets=args.budget), args.plot)
+    if args.format == "json":
+        doc = {
+            "study": front.study_name, "objectives": [o.spec() for o in front.objectives],
+            "budgets": [str(b) for b in front.budgets] + list(args.budget), "n_trials": len(front),
+            "n_feasible": int(front.feasible(args.budget).sum()), "front": rows,
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_rows(rows, args.format)
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    import csv
+
+    if not rows:
+        print("(no trial meets the budgets)" if fmt == "table" else "", end="\n" if fmt == "table" else "")
+        return
+    keys = list(rows[0])
+    if fmt == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+        return
+    cells = [[_fmt(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
