@@ -1,0 +1,153 @@
+"""Fused Triton kernels against their PyTorch references.
+
+CPU: the kernels run through the Triton interpreter. Triton decides between compiled and
+interpreted kernels when a `@triton.jit` function is defined, i.e. when `hwnas.kernels` is first
+imported, and other test modules may import it without the variable; so the interpreter checks run
+in subprocesses started with TRITON_INTERPRET=1 (two at once, one per core), leaving this process
+and the other test modules untouched. GPU: the same checks run on real kernels, in process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from hwnas.search_space import Space
+
+TOL = 1e-4
+SPACE = "fmnist-mbv3"
+N_ARCHS = 20
+
+
+def _start(what: str, out: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "hwnas.kernels._check", "--space", SPACE, "--what", what, "--device", "cpu",
+           "--archs", str(N_ARCHS), "--json", str(out), *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def interp_records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+    """Run the interpreter sweeps once for the module: configs+odd shapes and fuse, in parallel."""
+    d = tmp_path_factory.mktemp("kernels")
+    jobs = {"configs,odd": _start("configs,odd", d / "a.json"), "fuse": _start("fuse", d / "b.json")}
+    recs: dict[str, list[dict]] = {"configs": [], "odd": [], "fuse": []}
+    for name, proc in jobs.items():
+        _, err = proc.communicate(timeout=900)
+        path = d / ("a.json" if name != "fuse" else "b.json")
+        if not path.exists():
+            pytest.fail(f"interpreter check {name!r} crashed (rc {proc.returncode}):\n{err[-4000:]}")
+        for r in json.loads(path.read_text())["records"]:
+            # odd-shape records name raw shapes (n..), config records name block keys
+            kind = "fuse" if r["check"] == "fuse" else ("odd" if r["what"].startswith("n") else "configs")
+            recs[kind].append(r)
+    return recs
+
+
+def _bad(recs: list[dict], rel: bool = False) -> list[str]:
+    """Records over tolerance; `rel` scales it by the reference's magnitude where that exceeds 1."""
+    return [f"{r['check']} {r['what']}: {r['err']:.3g} (|ref| {r['ref_max']:.3g})" for r in recs
+            if not r["err"] <= TOL * (max(1.0, r["ref_max"]) if rel else 1.0)]
+
+
+@pytest.fixture()
+def exact_cuda():
+    """Reference convs and matmuls in true fp32 (PyTorch lets cuDNN use TF32 by default)."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.mark.slow
+def test_every_block_config_matches_reference(interp_records: dict[str, list[dict]]) -> None:
+    recs = interp_records["configs"]
+    keys = {r["what"].split("/")[0] for r in recs}
+    expected = {c.key for c in Space.preset(SPACE).distinct_block_configs()}
+    assert keys == expected, f"configs not checked: {sorted(expected - keys)[:5]}"
+    checks = {r["check"] for r in recs}
+    # every kernel took part: depthwise (+ its SE pool), pointwise/dense GEMM, SE gate, head
+    assert {"depthwise", "depthwise_pool", "conv_gemm", "se_gate", "head"} <= checks, checks
+    assert not _bad(recs), _bad(recs)[:10]
+    # the references are not trivially zero: errors are measured against real magnitudes
+    assert max(r["ref_max"] for r in recs) > 0.5
+
+
+@pytest.mark.slow
+def test_odd_shapes_match_reference(interp_records: dict[str, list[dict]]) -> None:
+    recs = interp_records["odd"]
+    assert {"depthwise", "conv_gemm", "conv_gemm_pool", "se_gate", "se_scale"} <= {r["check"] for r in recs}
+    whats = " ".join(r["what"] for r in recs)
+    for needle in ("n1_", "n7_", "_c1_", "nhwc", "nchw", "_s2_", "swish", "relu6", "hswish"):
+        assert needle in whats, needle
+    assert not _bad(recs), _bad(recs)
+
+
+@pytest.mark.slow
+def test_fuse_equals_extract_on_random_archs(interp_records: dict[str, list[dict]]) -> None:
+    recs = interp_records["fuse"]
+    assert len(recs) == N_ARCHS and len({r["what"] for r in recs}) > 1
+    assert not _bad(recs), _bad(recs)
+    assert min(r["ref_max"] for r in recs) > 1e-2
+
+
+def test_fuse_without_kernels_warns_and_keeps_pytorch_ops() -> None:
+    """Without CUDA or the interpreter, fuse says so and runs folded PyTorch ops, still equal."""
+    from hwnas.kernels import fuse, kernels_available
+    from hwnas.kernels._check import randomize_
+    from hwnas.supernet import build_static
+
+    if kernels_available():
+        pytest.skip("CUDA or TRITON_INTERPRET present: the PyTorch fallback is not used here")
+    space = Space.preset("fmnist-mixed")  # every block kind: mb, fmb, conv, SE on some stages
+    for seed in range(3):
+        arch = space.sample(seed)
+        static = randomize_(build_static(space, arch), seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fused = fuse(static)
+        assert any("no CUDA" in str(w.message) for w in caught)
+        x = torch.randn(3, 1, arch.resolution, arch.resolution)
+        with torch.no_grad():
+            assert (fused(x) - static(x)).abs().max().item() <= TOL
+
+
+def test_fused_block_rejects_unknown_modules() -> None:
+    from hwnas.kernels import fused_block
+
+    with pytest.raises(ValueError, match="cannot fuse"):
+        fused_block(torch.nn.Linear(3, 4))
+    with pytest.raises(ValueError, match="allowed"):
+        from hwnas.kernels._common import act_code
+
+        act_code("gelu")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_kernels_match_reference(exact_cuda: None) -> None:
+    from hwnas.kernels._check import check_odd_shapes, check_space_configs
+
+    recs = [r.__dict__ for r in check_odd_shapes(device="cuda") + check_space_configs(SPACE, batch=2, device="cuda")]
+    assert not _bad(recs), _bad(recs)[:10]
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_fuse_equals_extract(exact_cuda: None) -> None:
+    from hwnas.kernels._check import check_fuse_archs
+
+    recs = [r.__dict__ for r in check_fuse_archs(SPACE, n_archs=N_ARCHS, batch=4, device="cuda")]
+    assert not _bad(recs), _bad(recs)
+    # the ImageNet-sized space, channels-last input; its logits reach tens, so the bound is relative
+    big = [r.__dict__ for r in check_fuse_archs("ofa-mbv3", n_archs=5, batch=2, device="cuda", channels_last=True)]
+    assert not _bad(big, rel=True), _bad(big, rel=True)
