@@ -16,6 +16,7 @@ __all__ = [
     "interpreting",
     "use_triton",
     "batch_regime",
+    "tuned",
 ]
 
 # Activation codes passed to kernels as a constexpr: one compiled variant per activation.
@@ -89,3 +90,14 @@ def use_triton(x: torch.Tensor) -> bool:
 def batch_regime(n: int) -> str:
     """Which family of launch configs suits a batch: 'small' (latency, batch < 32) or 'large' (throughput)."""
     return "small" if n < 32 else "large"
+
+
+def _quick_bench(kernel_call, quantiles):  # noqa: ANN001 - the autotuner's do_bench hook
+    # Triton's default spends 25 + 100 ms per config; a block has a few kernels and a space has
+    # hundreds of shapes, so a short median over ~20 ms is the better trade.
+    return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
+
+
+def tuned(fn, configs: list, key: list[str], reset_to_zero: list[str] | None = None):  # noqa: ANN001, ANN201
+    """`triton.autotune` over `configs` with a short timing loop; one tuner per batch regime."""
+    return triton.autotune(configs=configs, key=key, reset_to_zero=reset_to_zero, do_bench=_quick_bench)(fn)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from hwnas.kernels._common import _act, act_code, apply_act_ref, batch_regime, interpreting
+from hwnas.kernels._common import _act, act_code, apply_act_ref, batch_regime, interpreting, tuned
 
 __all__ = ["depthwise_ref", "depthwise_conv", "check_depthwise", "bench_depthwise", "prepare_depthwise_weight"]
 
@@ -89,18 +89,16 @@ def _dw_kernel(
 _SMALL = [
     triton.Config({"BLOCK_P": 16, "BLOCK_C": 32}, num_warps=2),
     triton.Config({"BLOCK_P": 32, "BLOCK_C": 32}, num_warps=4),
-    triton.Config({"BLOCK_P": 64, "BLOCK_C": 16}, num_warps=4),
     triton.Config({"BLOCK_P": 16, "BLOCK_C": 64}, num_warps=4),
 ]
 _LARGE = [
     triton.Config({"BLOCK_P": 64, "BLOCK_C": 32}, num_warps=4),
     triton.Config({"BLOCK_P": 128, "BLOCK_C": 32}, num_warps=8),
     triton.Config({"BLOCK_P": 32, "BLOCK_C": 64}, num_warps=4),
-    triton.Config({"BLOCK_P": 128, "BLOCK_C": 16}, num_warps=4),
 ]
 _KEY = ["N", "C", "OH", "OW", "K", "STRIDE", "sxc", "POOL"]
-_dw_small = triton.autotune(configs=_SMALL, key=_KEY, reset_to_zero=["pool_ptr"])(_dw_kernel)
-_dw_large = triton.autotune(configs=_LARGE, key=_KEY, reset_to_zero=["pool_ptr"])(_dw_kernel)
+_dw_small = tuned(_dw_kernel, _SMALL, _KEY, ["pool_ptr"])
+_dw_large = tuned(_dw_kernel, _LARGE, _KEY, ["pool_ptr"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from hwnas.kernels._common import _act, act_code, apply_act_ref, batch_regime, interpreting
+from hwnas.kernels._common import _act, act_code, apply_act_ref, batch_regime, interpreting, tuned
 
 __all__ = ["conv_gemm_ref", "conv_gemm", "prepare_gemm_weight", "check_conv_gemm", "bench_pointwise"]
 
@@ -89,7 +89,7 @@ def _conv_gemm_kernel(
                 if HAS_GATE:
                     # SE gate folded into the GEMM's input: x * g never goes to memory
                     g = tl.load(gate_ptr + n * CIN + ck, mask=mask_k, other=0.0)
-                    a = a * g[None, :]
+                    a = (a * g[None, :]).to(x_ptr.dtype.element_ty)
                 b = tl.load(w_base + ck[:, None] * COUT, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
                 acc = tl.dot(a, b, acc, input_precision=PRECISION)
     acc = acc * alpha
@@ -113,18 +113,16 @@ def _conv_gemm_kernel(
 _SMALL = [
     triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=2, num_stages=2),
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=2),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
 ]
 _LARGE = [
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
 ]
 _KEY = ["N", "CIN", "COUT", "OH", "OW", "K", "STRIDE", "sxc", "POOL", "HAS_GATE"]
-_gemm_small = triton.autotune(configs=_SMALL, key=_KEY, reset_to_zero=["pool_ptr"])(_conv_gemm_kernel)
-_gemm_large = triton.autotune(configs=_LARGE, key=_KEY, reset_to_zero=["pool_ptr"])(_conv_gemm_kernel)
+_gemm_small = tuned(_conv_gemm_kernel, _SMALL, _KEY, ["pool_ptr"])
+_gemm_large = tuned(_conv_gemm_kernel, _LARGE, _KEY, ["pool_ptr"])
 
 
 # ---------------------------------------------------------------------------------------------
