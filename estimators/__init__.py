@@ -8,28 +8,44 @@ FLOPs / accuracy predictors, and a few-shot latency path.
 
 from __future__ import annotations
 
+from hwnas.estimators._build import build_predictors
+from hwnas.estimators.accuracy import AccuracyPredictor
 from hwnas.estimators.devices import BACKENDS, Device, available_devices, fingerprint_hash
+from hwnas.estimators.energy import EnergyMeasurement, EnergyPredictor, PowerModel, measure_energy
+from hwnas.estimators.fewshot import FewShotLatencyPredictor, fit_fewshot
 from hwnas.estimators.flops import arch_macs, arch_params, count_fvcore
 from hwnas.estimators.latency import FlopsProxy, LatencyPredictor
+from hwnas.estimators.memory import MemoryEstimate, MemoryModel, measure_peak_memory
 from hwnas.estimators.measure import Timing, measure, measure_module, measure_onnx, time_callable
 from hwnas.estimators.profile import MeasureSettings, Profile, profile, profile_on_ray
 
 __all__ = [
+    "AccuracyPredictor",
     "BACKENDS",
     "Device",
+    "EnergyMeasurement",
+    "EnergyPredictor",
+    "FewShotLatencyPredictor",
     "FlopsProxy",
     "LatencyPredictor",
     "MeasureSettings",
+    "MemoryEstimate",
+    "MemoryModel",
+    "PowerModel",
     "Profile",
     "Timing",
     "arch_macs",
     "arch_params",
     "available_devices",
+    "build_predictors",
     "count_fvcore",
     "fingerprint_hash",
+    "fit_fewshot",
     "measure",
+    "measure_energy",
     "measure_module",
     "measure_onnx",
+    "measure_peak_memory",
     "profile",
     "profile_on_ray",
     "time_callable",
