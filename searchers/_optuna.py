@@ -141,6 +141,15 @@ def _count(study: Any, *states: Any) -> int:
     return study._storage.get_n_trials(study._study_id, states)  # noqa: SLF001 (no public O(1) count)
 
 
+def _surplus(study: Any, number: int, n_trials: int) -> bool:
+    """Whether n_trials trials numbered before `number` are already complete or running."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
+    return ahead >= n_trials
+
+
 def _fail_stale(study: Any) -> int:
     """Mark RUNNING trials left by a killed search as FAIL (only called on --resume)."""
     import optuna
@@ -183,6 +192,13 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                     done = _count(study, C)
                     continue
             trial = study.ask()
+            if shared and _surplus(study, trial.number, n_trials):
+                # Another worker asked in the same instant and holds the last slot: give this
+                # one back (as FAIL, so it never counts) and re-check.
+                trial.set_user_attr("error", "surplus: n_trials were already complete or running")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                done = _count(study, C)
+                continue
             try:
                 values = evaluate_trial(trial, space, fn, objectives, budgets)
             except ObjectiveError as e:

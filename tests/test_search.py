@@ -1,0 +1,169 @@
+"""Optuna runners of hwnas.searchers on real engines: in memory, SQLite, journal, several processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hwnas.errors import ConfigError, ObjectiveError
+from hwnas.searchers import ParetoFront, load_study, search, study_spec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _search_helpers import SMALL, NanOnDeep, small_space, true_hv  # noqa: E402
+
+C = optuna.trial.TrialState.COMPLETE
+
+
+def test_nsga2_reaches_90_percent_of_true_hypervolume():
+    space = small_space()
+    hv_star = true_hv(space)
+    study = search(space, "analytic", objectives="f1,f2", n_trials=300, seed=0, population_size=30)
+    front = ParetoFront.from_study(study)
+    assert front.hypervolume(ref=[1.1, 1.1]) >= 0.9 * hv_star
+    assert len([t for t in study.trials if t.state == C]) == 300
+
+
+def test_constraints_exclude_infeasible_points_from_the_front():
+    space = small_space()
+    study = search(space, "analytic", objectives="f1,f2", budgets="f1<=0.5", n_trials=200, seed=1, population_size=30)
+    front = ParetoFront.from_study(study)
+    feas = front.feasible()
+    assert 0 < feas.sum() < len(front)  # the budget really cut something
+    assert all(t.user_attrs["metrics"]["f1"] <= 0.5 for t in study.best_trials)
+    members = front.front_mask()
+    assert (front.metrics["f1"][members] <= 0.5).all()
+    assert sorted(front.trials[members].tolist()) == sorted(t.number for t in study.best_trials)
+    # constraint values are what Optuna stored, one per budget
+    t = study.trials[0]
+    assert list(t.constraints) == ["f1<=0.5"]
+    assert t.constraints["f1<=0.5"] == pytest.approx(t.user_attrs["metrics"]["f1"] - 0.5)
+    assert front.hypervolume(ref=[1.1, 1.1]) >= 0.85 * true_hv(space, f1_max=0.5)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "nsga3"])
+def test_other_samplers_run_constrained(sampler):
+    space = small_space()
+    study = search(space, "analytic", objectives="f1,f2", budgets="params<=2e4", n_trials=30, sampler=sampler, seed=0)
+    assert len(study.trials) == 30
+    for t in study.best_trials:
+        assert t.user_attrs["metrics"]["params"] <= 2e4
+
+
+def test_gp_sampler_runs():
+    pytest.importorskip("torch")
+    study = search(small_space(), "analytic", objectives="f1,f2", n_trials=22, sampler="gp", seed=0)
+    assert len(study.trials) == 22
+
+
+def test_seed_reproducible_and_warm_start_and_study_attrs():
+    space = small_space()
+    a = search(space, "analytic", objectives="f1,f2", n_trials=40, seed=3, warm_start=["min", "max"])
+    b = search(space, "analytic", objectives="f1,f2", n_trials=40, seed=3, warm_start=["min", "max"])
+    assert [t.user_attrs["arch"] for t in a.trials] == [t.user_attrs["arch"] for t in b.trials]
+    assert a.trials[0].user_attrs["arch"] == str(space.min_arch())
+    assert a.trials[1].user_attrs["arch"] == str(space.max_arch())
+    spec = study_spec(a)
+    assert spec.space == space and spec.names == ["f1", "f2"] and spec.sampler == "nsga2"
+
+
+def test_nan_objective_fails_the_trial_with_a_clear_message():
+    space = small_space()
+    study = search(space, NanOnDeep(space), objectives="flops,params:max", n_trials=30, sampler="random", seed=0)
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    done = [t for t in study.trials if t.state == C]
+    assert len(done) == 30 and failed
+    assert all("non-finite" in t.user_attrs["error"] for t in failed)
+    assert all(space.parse(t.user_attrs["arch"]).stages[0].depth == 1 for t in done)
+    front = ParetoFront.from_study(study)
+    assert len(front) == 30
+
+
+def test_always_broken_objective_stops_the_search():
+    with pytest.raises(ObjectiveError, match="consecutive trials failed"):
+        search(small_space(), lambda arch: {"flops": float("inf"), "params": 1.0},
+               objectives="flops,params", n_trials=5, sampler="random")
+
+
+def test_bad_configurations_are_config_errors(tmp_path):
+    space = small_space()
+    with pytest.raises(ConfigError, match="shared storage"):
+        search(space, "analytic", objectives="f1,f2", n_trials=2, workers=2)
+    with pytest.raises(ConfigError, match="unknown sampler"):
+        search(space, "analytic", objectives="f1,f2", n_trials=2, sampler="cmaes2")
+    url = f"sqlite:///{tmp_path}/s.db"
+    search(space, "analytic", objectives="f1,f2", n_trials=2, storage=url, study_name="x")
+    with pytest.raises(ConfigError, match="already exists"):
+        search(space, "analytic", objectives="f1,f2", n_trials=2, storage=url, study_name="x")
+    with pytest.raises(ConfigError, match="searches"):
+        search(space, "analytic", objectives="f1,flops", n_trials=3, storage=url, study_name="x", resume=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rep", range(1))
+def test_two_worker_processes_share_one_study_exactly(tmp_path, rep):
+    url = f"sqlite:///{tmp_path}/w.db"
+    space = small_space()
+    study = search(space, "analytic", objectives="f1,f2", budgets="f1<=0.8", n_trials=24, storage=url,
+                   study_name="w", workers=2, sampler="random")
+    s = load_study("w", url)
+    done = [t for t in s.trials if t.state == C]
+    assert len(done) == 24
+    assert len({t.number for t in done}) == 24
+    front = ParetoFront.load("w", url)
+    assert sorted(front.trials[front.front_mask()].tolist()) == sorted(t.number for t in study.best_trials)
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from _search_helpers import SMALL, SlowCost
+    from hwnas.search_space import Space
+    from hwnas.searchers import search
+    search(Space.from_dict(SMALL), SlowCost(SMALL, 0.15), objectives="flops,params:max", budgets="params<=3e4",
+           n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="k", seed=0, resume=sys.argv[3] == "1")
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, kind):
+    url = f"sqlite:///{tmp_path}/k.db" if kind == "sqlite" else str(tmp_path / "k.log")
+    script = tmp_path / "run.py"
+    script.write_text(_KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
+    n_total = 16
+    proc = subprocess.Popen([sys.executable, str(script), url, str(n_total), "0"], start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        n_before = 0
+        while time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                s = load_study("k", url)
+                n_before = len(s.get_trials(deepcopy=False, states=(C,)))
+            except Exception:  # the study may not exist yet
+                continue
+            if n_before >= 5:
+                break
+        assert n_before >= 5, "the search did not get going"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = {t.number: (t.values, t.user_attrs["arch"]) for t in load_study("k", url).trials if t.state == C}
+    assert 5 <= len(before) < n_total
+    subprocess.run([sys.executable, str(script), url, str(n_total), "1"], check=True, timeout=240)
+    s = load_study("k", url)
+    done = [t for t in s.trials if t.state == C]
+    assert len(done) == n_total
+    after = {t.number: (t.values, t.user_attrs["arch"]) for t in done}
+    assert all(after[k] == v for k, v in before.items())  # nothing completed was lost or changed
+    assert len(after) == len(done)  # trial numbers unique: nothing repeated
+    assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(s.trials) - n_total <= 1  # at most the one trial running at the kill, now FAIL
