@@ -17,7 +17,7 @@ from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.searchers import ParetoFront, load_study, search, study_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _search_helpers import SMALL, NanOnDeep, small_space, true_hv  # noqa: E402
+from test_search_helpers import SMALL, NanOnDeep, small_space, true_hv  # noqa: E402
 
 C = optuna.trial.TrialState.COMPLETE
 
@@ -124,7 +124,7 @@ def test_two_worker_processes_share_one_study_exactly(tmp_path, rep):
 _KILL_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
-    from _search_helpers import SMALL, SlowCost
+    from test_search_helpers import SMALL, SlowCost
     from hwnas.search_space import Space
     from hwnas.searchers import search
     search(Space.from_dict(SMALL), SlowCost(SMALL, 0.15), objectives="flops,params:max", budgets="params<=3e4",
