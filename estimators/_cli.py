@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-predictor", action="store_true", help="do not fit/save latency_predictor.json")
     p.add_argument("--ray-address", default=None, help="run the job as a Ray task on this cluster")
     p.add_argument("--on-resource", default=None, help="custom Ray resource of the node that owns the device")
+    p.add_argument("--wait-node", type=float, default=30.0,
+                   help="seconds to wait for a node with --on-resource to join (default 30)")
     p.set_defaults(func=_profile)
 
 
@@ -85,7 +87,8 @@ def _profile(args: argparse.Namespace) -> int:
     space = Space.preset(args.space)
     if args.ray_address:
         prof = profile_on_ray(space, device, args.out, ray_address=args.ray_address, resource=args.on_resource,
-                              n_networks=args.networks, allow_stale=args.allow_stale, seed=args.seed, settings=settings)
+                              n_networks=args.networks, allow_stale=args.allow_stale, seed=args.seed, settings=settings,
+                              wait_for_node_s=args.wait_node)
     else:
         prof = profile(space, device, args.out, n_networks=args.networks, progress=not args.no_progress,
                        allow_stale=args.allow_stale, seed=args.seed, settings=settings)

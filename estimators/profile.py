@@ -393,11 +393,13 @@ def _remote_profile(space_dict: dict[str, Any], device_dict: dict[str, Any], fil
 
 def profile_on_ray(space: Space | str, device: Device | str, out_dir: str | os.PathLike, *, ray_address: str,
                    resource: str, n_networks: int = 50, allow_stale: bool = False, seed: int = 0,
-                   settings: MeasureSettings | None = None, timeout_s: float | None = None) -> Profile:
+                   settings: MeasureSettings | None = None, timeout_s: float | None = None,
+                   wait_for_node_s: float = 30.0) -> Profile:
     """Run `profile` as a Ray task on a node that declared the custom resource `resource`.
 
     The fingerprint is taken on that node (it says where the table came from); the files come back
     into `out_dir`. Rows already in `out_dir` travel to the worker, so the remote job resumes too.
+    Waits up to `wait_for_node_s` for a node offering `resource` to join before giving up.
     """
     import ray
 
@@ -412,8 +414,10 @@ def profile_on_ray(space: Space | str, device: Device | str, out_dir: str | os.P
     if started:
         ray.init(address=ray_address, logging_level="ERROR", log_to_driver=False)
     try:
-        have = ray.cluster_resources().get(resource, 0)
-        if have <= 0:
+        deadline = time.time() + wait_for_node_s
+        while ray.cluster_resources().get(resource, 0) <= 0 and time.time() < deadline:
+            time.sleep(0.5)
+        if ray.cluster_resources().get(resource, 0) <= 0:
             raise ProfileError(f"no node of the Ray cluster at {ray_address!r} offers resource {resource!r}; "
                                f"start one with: ray start --address {ray_address} --resources '{{\"{resource}\": 1}}'")
         task = ray.remote(_remote_profile).options(num_cpus=0, resources={resource: 1}, max_retries=0)
