@@ -7,6 +7,7 @@ so `forward` has no decisions left. All active state lives on module instances.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -117,8 +118,9 @@ class Supernet(nn.Module):
             self.set_active(arch)
         assert self.active_arch is not None
         arch = self.active_arch
-        net = StaticNet(self.space, arch)
-        net.stem.load_state_dict(self.stem.state_dict())
+        with torch.device("meta"):  # a skeleton only: every part is replaced by a copy below
+            net = StaticNet(self.space, arch)
+        net.stem = copy.deepcopy(self.stem)
         net.blocks = nn.Sequential(*[blk.to_static() for blk in self._path])
         net.head = self.head.to_static(arch.stages[-1].width)
         device = next(self.parameters()).device
