@@ -96,6 +96,20 @@ def _searcher_class() -> type:
     return _ConstrainedOptunaSearch
 
 
+def _auth_env(address: str | None) -> None:
+    """Send the local Ray auth token when connecting to an existing cluster.
+
+    Ray 2.60 clusters started with `ray start` use token authentication by default, but a driver
+    only sends its token when RAY_AUTH_MODE=token, and Ray reads that when it is first imported.
+    Never overrides an explicit RAY_AUTH_MODE.
+    """
+    if not address or "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _init_ray(address: str | None, workers: int) -> bool:
     """Connect to (or start) Ray; returns whether this call started it (so we shut it down)."""
     import ray
@@ -118,6 +132,7 @@ def run_ray(study: Any, storage: Any, space: Space, fn: ObjectiveFn, objectives:
             resources: Mapping[str, float] | None = None, storage_path: str | None = None,
             progress: bool = False) -> None:
     """Run Ray Tune trials until the study holds `n_trials` COMPLETE trials."""
+    _auth_env(address)
     import optuna
     import ray
     from optuna.distributions import CategoricalDistribution

@@ -1,0 +1,124 @@
+"""Ray Tune runner on a real local Ray cluster (127.0.0.1), one cluster for the module."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hwnas.searchers import ParetoFront, load_study, search
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_search_helpers import SMALL, SlowCost, small_space  # noqa: E402
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+C = optuna.trial.TrialState.COMPLETE
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """`ray start --head --block` on 127.0.0.1 with 2 CPUs; stopped by signalling only our process group."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:  # not importing it: Ray reads its auth mode on import
+        pytest.skip("ray is not installed")
+    ray_bin = Path(sys.executable).with_name("ray")
+    if not ray_bin.exists():
+        pytest.skip("the ray executable is not installed next to python")
+    port = _port()
+    tmp = Path(tempfile.mkdtemp(prefix="hws", dir="/tmp"))  # short: Ray puts unix sockets there
+    head = subprocess.Popen(
+        [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+         "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
+         "--temp-dir", str(tmp), "--dashboard-port", str(_port()),
+         "--min-worker-port", "21000", "--max-worker-port", "21100"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if head.poll() is not None:
+                pytest.fail("ray head exited during start-up")
+            if time.time() > deadline:
+                pytest.fail("ray head did not open its port in 120 s")
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGTERM)
+            try:
+                head.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+                head.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _max_overlap(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_ray_constrained_search_two_concurrent_trials_then_resume(ray_head, tmp_path):
+    from hwnas.searchers._ray import _auth_env
+
+    _auth_env(ray_head)  # before Ray is first imported
+    import ray.cloudpickle
+    import test_search_helpers
+
+    # Ray workers cannot import this tests folder: ship the objective's module by value.
+    ray.cloudpickle.register_pickle_by_value(test_search_helpers)
+    url = f"sqlite:///{tmp_path}/ray.db"
+    runs = tmp_path / "ray_runs"
+    kw = dict(objectives="flops,params:max", budgets="params<=3e4", storage=url, study_name="r",
+              runner="ray", workers=2, ray_address=ray_head, ray_storage_path=str(runs), seed=0)
+    study = search(small_space(), SlowCost(SMALL, 0.5), n_trials=6, **kw)
+
+    s = load_study("r", url)
+    done = [t for t in s.trials if t.state == C]
+    assert len(done) == 6
+    # constraints carried through Ray into Optuna, and infeasible trials are not on the front
+    assert all(list(t.constraints) == ["params<=30000"] for t in done)
+    front = ParetoFront.load("r", url)
+    assert sorted(front.trials[front.front_mask()].tolist()) == sorted(t.number for t in s.best_trials)
+    assert all(t.user_attrs["metrics"]["params"] <= 3e4 for t in s.best_trials)
+    assert study.study_name == "r"
+    # two trials really ran at the same time
+    assert _max_overlap([(t.user_attrs["metrics"]["t_start"], t.user_attrs["metrics"]["t_end"]) for t in done]) == 2
+    # no trial changed its working directory into its trial directory
+    results = list(runs.rglob("result.json"))
+    assert len(results) == 6
+    for r in results:
+        cwd = json.loads(r.read_text().splitlines()[-1])["hwnas_cwd"]
+        assert not Path(cwd).resolve().is_relative_to(runs.resolve())
+
+    # resume: the 6 stay, 2 more run, total as asked
+    before = {t.number: t.values for t in done}
+    search(small_space(), SlowCost(SMALL, 0.1), n_trials=8, resume=True, **kw)
+    s = load_study("r", url)
+    done = [t for t in s.trials if t.state == C]
+    assert len(done) == 8
+    assert all({t.number: t.values for t in done}[k] == v for k, v in before.items())
