@@ -33,6 +33,7 @@ from hwnas.kernels.se import check_se, se_gate, se_gate_ref, se_scale, se_scale_
 to_triton = fuse
 
 __all__ = [
+    "CudaGraphed",
     "FusedBlock",
     "FusedConv",
     "FusedHead",

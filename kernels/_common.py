@@ -16,6 +16,7 @@ __all__ = [
     "interpreting",
     "use_triton",
     "batch_regime",
+    "autotune_enabled",
     "tuned",
 ]
 
@@ -87,9 +88,21 @@ def use_triton(x: torch.Tensor) -> bool:
     return x.is_cuda or (interpreting() and x.device.type == "cpu")
 
 
-def batch_regime(n: int) -> str:
-    """Which family of launch configs suits a batch: 'small' (latency, batch < 32) or 'large' (throughput)."""
-    return "small" if n < 32 else "large"
+# Output pixels (batch x height x width) from which a launch counts as throughput work. Batch 1
+# at 28 px and below stays in the latency family; batch >= 32 (or batch 1 at 112 px) switches.
+LARGE_WORK = 4096
+
+
+def batch_regime(n: int, pixels: int = 1) -> str:
+    """Which family of launch configs suits a launch: 'small' (latency: batch 1, small maps) or
+    'large' (throughput: batch >= 32, or large feature maps), from batch x output pixels."""
+    return "large" if n >= 32 or n * pixels >= LARGE_WORK else "small"
+
+
+def autotune_enabled() -> bool:
+    """False when HWNAS_KERNELS_AUTOTUNE=0: launches take their family's first config, untimed
+    (deterministic and quick to compile, e.g. for long correctness sweeps)."""
+    return os.environ.get("HWNAS_KERNELS_AUTOTUNE", "1") != "0"
 
 
 def _quick_bench(kernel_call, quantiles):  # noqa: ANN001 - the autotuner's do_bench hook

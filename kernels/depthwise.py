@@ -14,7 +14,15 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from hwnas.kernels._common import _act, act_code, apply_act_ref, batch_regime, interpreting, tuned
+from hwnas.kernels._common import (
+    _act,
+    act_code,
+    apply_act_ref,
+    autotune_enabled,
+    batch_regime,
+    interpreting,
+    tuned,
+)
 
 __all__ = ["depthwise_ref", "depthwise_conv", "check_depthwise", "bench_depthwise", "prepare_depthwise_weight"]
 
@@ -93,8 +101,8 @@ _SMALL = [
 ]
 _LARGE = [
     triton.Config({"BLOCK_P": 64, "BLOCK_C": 32}, num_warps=4),
-    triton.Config({"BLOCK_P": 128, "BLOCK_C": 32}, num_warps=8),
-    triton.Config({"BLOCK_P": 32, "BLOCK_C": 64}, num_warps=4),
+    triton.Config({"BLOCK_P": 128, "BLOCK_C": 16}, num_warps=4),  # long pixel runs: NCHW
+    triton.Config({"BLOCK_P": 32, "BLOCK_C": 64}, num_warps=4),  # wide channel runs: NHWC
 ]
 _KEY = ["N", "C", "OH", "OW", "K", "STRIDE", "sxc", "POOL"]
 _dw_small = tuned(_dw_kernel, _SMALL, _KEY, ["pool_ptr"])
@@ -144,9 +152,13 @@ def depthwise_conv(
         grid = (triton.cdiv(oh * ow, bp), triton.cdiv(c, bc), n)
         _dw_kernel[grid](*args, **consts, BLOCK_P=bp, BLOCK_C=bc)
     else:
-        tuner = _dw_small if batch_regime(n) == "small" else _dw_large
+        small = batch_regime(n, oh * ow) == "small"
         grid = lambda meta: (triton.cdiv(oh * ow, meta["BLOCK_P"]), triton.cdiv(c, meta["BLOCK_C"]), n)  # noqa: E731
-        tuner[grid](*args, **consts)
+        if autotune_enabled():
+            (_dw_small if small else _dw_large)[grid](*args, **consts)
+        else:
+            cfg = (_SMALL if small else _LARGE)[0]
+            _dw_kernel[grid(cfg.kwargs)](*args, **consts, **cfg.kwargs, num_warps=cfg.num_warps)
     return y
 
 

@@ -23,7 +23,7 @@ from hwnas.kernels.pointwise import conv_gemm, prepare_gemm_weight
 from hwnas.kernels.se import se_gate, se_gate_ref, se_scale, se_scale_ref
 from torch import nn
 
-__all__ = ["FusedConv", "FusedSE", "FusedBlock", "FusedHead", "FusedNet", "fuse", "fused_block", "kernels_available"]
+__all__ = ["CudaGraphed", "FusedConv", "FusedSE", "FusedBlock", "FusedHead", "FusedNet", "fuse", "fused_block", "kernels_available"]
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,43 @@ class FusedNet(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
+class CudaGraphed(nn.Module):
+    """Runs a module as a CUDA-graph replay, one graph per input shape/stride/dtype.
+
+    At batch 1 a fused net is bound by the host launching its kernels (tens of microseconds each
+    through Triton's Python launcher); a replay launches them all at once. Inputs are copied into
+    a static buffer and the output is cloned out, so callers see ordinary tensors. CPU inputs run
+    the module directly.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_cuda:
+            return self.module(x)
+        key = (tuple(x.shape), x.stride(), x.dtype, x.device)
+        if key not in self._graphs:
+            static_x = x.clone()
+            side = torch.cuda.Stream(x.device)
+            side.wait_stream(torch.cuda.current_stream(x.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):  # autotuning and first-call allocations happen outside capture
+                    self.module(static_x)
+            torch.cuda.current_stream(x.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self.module(static_x)
+            self._graphs[key] = (graph, static_x, static_out)
+        graph, static_x, static_out = self._graphs[key]
+        static_x.copy_(x)
+        graph.replay()
+        return static_out.clone()
+
+
 def fused_block(block: nn.Module, *, tf32: bool = False) -> nn.Module:
     """The fused-kernel module of one static block: MBConv / FusedMBConv / ConvBlock, ConvBNAct (stem) or Head.
 
@@ -252,13 +289,14 @@ def fused_block(block: nn.Module, *, tf32: bool = False) -> nn.Module:
     raise ValueError(f"cannot fuse {type(block).__name__}; allowed: MBConv, FusedMBConv, ConvBlock, ConvBNAct, Head")
 
 
-def fuse(model: nn.Module, *, tf32: bool = False) -> nn.Module:
+def fuse(model: nn.Module, *, tf32: bool = False, cuda_graph: bool = False) -> nn.Module:
     """Fold BN and swap the blocks of an exported static subnet (eval mode) for fused-kernel modules.
 
     Takes a `StaticNet` (stem, blocks, head) or a single static block. The result is inference
     only and equals the original within float tolerance (with `tf32=True`, about 1e-3 relative,
     since the GEMMs then round operands to tf32 on tensor cores). Without CUDA (and without
-    TRITON_INTERPRET=1) it warns and the modules run PyTorch ops with BN folded.
+    TRITON_INTERPRET=1) it warns and the modules run PyTorch ops with BN folded. `cuda_graph=True`
+    wraps the result in `CudaGraphed` (replays per input shape; removes launch overhead).
     """
     if model.training:
         warnings.warn("fuse: the model is in training mode; BatchNorm is folded with its running statistics", stacklevel=2)
@@ -270,4 +308,6 @@ def fuse(model: nn.Module, *, tf32: bool = False) -> nn.Module:
         out: nn.Module = FusedNet(model, tf32=tf32)
     else:
         out = fused_block(model, tf32=tf32)
+    if cuda_graph:
+        out = CudaGraphed(out)
     return out.eval()

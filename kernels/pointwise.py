@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from hwnas.kernels._common import _act, act_code, apply_act_ref, batch_regime, interpreting, tuned
+from hwnas.kernels._common import (
+    _act,
+    act_code,
+    apply_act_ref,
+    autotune_enabled,
+    batch_regime,
+    interpreting,
+    tuned,
+)
 
 __all__ = ["conv_gemm_ref", "conv_gemm", "prepare_gemm_weight", "check_conv_gemm", "bench_pointwise"]
 
@@ -191,9 +199,13 @@ def conv_gemm(
         grid = (triton.cdiv(oh * ow, bm), triton.cdiv(cout, bn), n)
         _conv_gemm_kernel[grid](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     else:
-        tuner = _gemm_small if batch_regime(n) == "small" else _gemm_large
+        small = batch_regime(n, oh * ow) == "small"
         grid = lambda meta: (triton.cdiv(oh * ow, meta["BLOCK_M"]), triton.cdiv(cout, meta["BLOCK_N"]), n)  # noqa: E731
-        tuner[grid](*args, **consts)
+        if autotune_enabled():
+            (_gemm_small if small else _gemm_large)[grid](*args, **consts)
+        else:
+            cfg = (_SMALL if small else _LARGE)[0]
+            _conv_gemm_kernel[grid(cfg.kwargs)](*args, **consts, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return y if store else None
 
 
