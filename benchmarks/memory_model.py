@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=50, help="random subnets (default 50)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--extra-spaces", default="fmnist-mixed,ofa-mbv3", help="also check N/5 subnets of these")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cpu: profiler memory events; cuda: torch.cuda.max_memory_allocated")
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args(argv)
     from hwnas.estimators import MemoryModel, measure_peak_memory
@@ -34,18 +36,25 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"benchmark": "memory_model", "batch": args.batch, "dtype": "float32", "device": "cpu (torch eager)",
-                    "measurement": "torch.profiler CPU memory events replayed in time order (+ input tensor)",
-                    "spaces": {}}
+    meas_how = ("torch.profiler CPU memory events replayed in time order (+ input tensor)" if args.device == "cpu"
+                else "torch.cuda.max_memory_allocated during one inference minus what was allocated before (+ input)")
+    report: dict = {"benchmark": "memory_model", "batch": args.batch, "dtype": "float32",
+                    "device": f"{args.device} (torch eager)", "measurement": meas_how, "spaces": {}}
+    if args.device == "cuda":
+        import torch
+
+        report["gpu"] = torch.cuda.get_device_name(0)
     plots = []
     for name, n in [(args.space, args.n)] + [(s, max(2, args.n // 5)) for s in args.extra_spaces.split(",") if s]:
         space = Space.preset(name)
-        mm, ideal = MemoryModel(space, batch_size=args.batch), MemoryModel(space, batch_size=args.batch, policy="ideal")
+        mm = MemoryModel(space, batch_size=args.batch, target=args.device)
+        ideal = MemoryModel(space, batch_size=args.batch, policy="ideal")
         rows = []
         t0 = time.perf_counter()
         for a in space.sample_many(n, rng=2024, unique=True):
             net = build_static(space, a)
-            meas = measure_peak_memory(net, (args.batch, space.in_channels, a.resolution, a.resolution))
+            meas = measure_peak_memory(net, (args.batch, space.in_channels, a.resolution, a.resolution),
+                                       device=args.device)
             est = mm.estimate(a)
             pw = measure_param_bytes(net)
             rows.append({"arch": a.to_string(), "measured_peak_bytes": meas, "predicted_peak_bytes": est.peak_activation_bytes,
@@ -67,13 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: n={s['n']} within10={s['within_10pct']:.3f} within1={s['within_1pct']:.3f} "
               f"max|rel|={s['max_abs_rel_error']:.4f} weights exact={s['weights_exact_share']:.2f}")
         plots.append((name, m, p))
-    (out / "memory_model.json").write_text(json.dumps(report, indent=1) + "\n")
-    _plot(out / "memory_model.png", plots)
-    print("wrote", out / "memory_model.json")
+    stem = "memory_model" if args.device == "cpu" else f"memory_model_{args.device}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    _plot(out / f"{stem}.png", plots, args.device)
+    print("wrote", out / f"{stem}.json")
     return 0
 
 
-def _plot(path: Path, plots: list) -> None:
+def _plot(path: Path, plots: list, device: str = "cpu") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +98,8 @@ def _plot(path: Path, plots: list) -> None:
         ax.plot([lo, hi], [lo * 1.1, hi * 1.1], "k--", lw=0.6)
         ax.plot([lo, hi], [lo * 0.9, hi * 0.9], "k--", lw=0.6)
         ax.set_title(f"{name} ({len(m)} subnets)")
-        ax.set_xlabel("measured peak activations (KiB, CPU profiler)")
+        ax.set_xlabel("measured peak activations (KiB, " + ("CPU profiler" if device == "cpu" else
+                                                              "cuda.max_memory_allocated") + ")")
         ax.set_ylabel("predicted (KiB, eager liveness model)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -173,9 +173,7 @@ class LatencyPredictor:
             A = np.column_stack([F[:, 0], F[:, 1], np.ones(len(y))])
         else:  # too few networks for three coefficients: a scale and an offset
             A = np.column_stack([F[:, 0], np.zeros(len(y)), np.ones(len(y))])
-        # relative least squares: each network weighs by 1/y, so small nets count as much as big ones
-        wts = 1.0 / y
-        coef, *_ = np.linalg.lstsq(A * wts[:, None], y * wts, rcond=None)
+        coef = _robust_relative_lstsq(A, y)
         if coef[0] <= 0:  # degenerate fit (constant latencies): fall back to a pure scale
             coef = np.array([float(np.median(y / F[:, 0])), 0.0, 0.0])
         self.affine = tuple(float(v) for v in coef)
@@ -256,6 +254,28 @@ class LatencyPredictor:
                                         f"device is {want.fingerprint_hash()}; pass allow_stale=True to use it anyway")
         return cls(space=space, device=dev, lut=d["lut"], fingerprint=d["fingerprint"], affine=tuple(d["affine"]),
                    ridge=ridge if ridge.size else None, fit_report=d.get("fit_report"))
+
+
+def _robust_relative_lstsq(A: np.ndarray, y: np.ndarray, iters: int = 20) -> np.ndarray:
+    """Least squares on relative errors with Huber weights (IRLS).
+
+    Relative: each network weighs by 1/y, so small nets count as much as big ones. Huber: a network
+    whose timing a busy neighbour inflated (it happens on shared machines even with the min statistic)
+    is down-weighted instead of dragging the three coefficients.
+    """
+    w = 1.0 / y
+    coef, *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
+    for _ in range(iters):
+        r = (y - A @ coef) / y
+        scale = 1.4826 * float(np.median(np.abs(r - np.median(r)))) + 1e-9
+        k = 1.345 * scale
+        hub = np.where(np.abs(r) <= k, 1.0, k / np.maximum(np.abs(r), 1e-12))
+        ww = w * np.sqrt(hub)
+        new, *_ = np.linalg.lstsq(A * ww[:, None], y * ww, rcond=None)
+        if np.allclose(new, coef, rtol=1e-6, atol=1e-9):
+            break
+        coef = new
+    return coef
 
 
 class FlopsProxy:

@@ -18,7 +18,8 @@ Training memory = parameters + gradients + optimizer state (`optimizer_slots` co
 1 for SGD with momentum) + every activation autograd keeps for backward (the outputs of each conv,
 BN and SE step, plus the input) + the inference-style transient peak.
 
-Units: bytes. `dtype_bytes` 4 for float32 (parameters and activations alike).
+Units: bytes. `dtype_bytes` 4 for float32 (parameters and activations alike). `target="cuda"` rounds
+every allocation up to the CUDA caching allocator's 512-byte granule and drops the CPU im2col buffer.
 """
 
 from __future__ import annotations
@@ -59,26 +60,32 @@ class MemoryEstimate:
 
 
 class _Sim:
-    """Running total and peak of live bytes."""
+    """Running total and peak of live bytes (each allocation rounded up to `granule` bytes)."""
 
-    def __init__(self, start: int = 0):
-        self.cur = start
-        self.peak = start
+    def __init__(self, start: int = 0, granule: int = 1):
+        self.granule = granule
+        self.cur = self._round(start)
+        self.peak = self.cur
+
+    def _round(self, n: int) -> int:
+        g = self.granule
+        return -(-n // g) * g if n > 0 else n
 
     def alloc(self, n: int) -> int:
+        n = self._round(n)
         self.cur += n
         self.peak = max(self.peak, self.cur)
         return n
 
     def free(self, n: int) -> None:
-        self.cur -= n
+        self.cur -= self._round(n)
 
 
 class MemoryModel:
     """Analytic memory of archs of one space at a batch size, dtype and policy."""
 
     def __init__(self, space: Space, *, batch_size: int = 1, dtype_bytes: int = 4, policy: str = "eager",
-                 threads: int = 1, optimizer_slots: int = 1):
+                 threads: int = 1, optimizer_slots: int = 1, target: str = "cpu"):
         if policy not in _POLICIES:
             raise ValueError(f"policy={policy!r}; allowed: {_POLICIES}")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -87,6 +94,12 @@ class MemoryModel:
             raise ValueError(f"dtype_bytes={dtype_bytes!r}; allowed: 1, 2, 4, 8")
         if optimizer_slots not in (0, 1, 2):
             raise ValueError(f"optimizer_slots={optimizer_slots!r}; allowed 0 (SGD), 1 (momentum), 2 (Adam)")
+        if target not in ("cpu", "cuda"):
+            raise ValueError(f"target={target!r}; allowed: cpu, cuda")
+        self.target = target
+        # CUDA's caching allocator hands out blocks in multiples of 512 bytes; cuDNN picks its own
+        # algorithms (no im2col buffer of PyTorch's slow CPU path)
+        self._granule = 512 if target == "cuda" else 1
         self.space = space
         self.batch_size = batch_size
         self.dtype_bytes = dtype_bytes
@@ -114,7 +127,7 @@ class MemoryModel:
 
     def _uses_columns(self, cin: int, cout: int, k: int, stride: int, groups: int, h: int) -> bool:
         """Whether PyTorch's CPU conv takes the slow im2col path (mirrors ConvUtils.h use_mkldnn, fp32)."""
-        if self.policy != "eager" or self.dtype_bytes != 4:
+        if self.policy != "eager" or self.dtype_bytes != 4 or self.target != "cpu":
             return False
         strided = stride > 1
         first = strided or self.batch_size >= 16 or k != 1 or self.threads > 1
@@ -221,7 +234,7 @@ class MemoryModel:
         cfgs = sp.block_configs(sp.parse(arch))
         stem, blocks, head = cfgs[0], cfgs[1:-1], cfgs[-1]
         x_in = self._t(sp.in_channels, stem.in_size)
-        sim = _Sim(x_in)
+        sim = _Sim(x_in, self._granule)
         if self.policy == "ideal":
             cur = sim.alloc(self._t(stem.cout, stem.out_size))
             sim.free(x_in)

@@ -337,30 +337,32 @@ def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike
         import torch
 
         torch.manual_seed(seed)
-        for c in todo:
-            t = measure_module(build_block(space, c), device, block_input_shape(c, device.batch_size),
-                               warmup=settings.warmup, repeats=settings.repeats, min_sample_ms=settings.min_sample_ms)
-            row = {"key": c.key, "kind": c.kind, "cin": c.cin, "cout": c.cout, "kernel": c.kernel,
-                   "expand": c.expand, "stride": c.stride, "in_size": c.in_size, "se": int(c.se), "act": c.act,
-                   **_timing_cols(t)}
-            lut_j.append(row)
-            measured += 1
-            if on_row:
-                on_row("block", row)
-            if bar:
-                bar.update(1)
         from hwnas.supernet import build_static
 
-        for a in nets:
-            net = build_static(space, a)
-            shape = (device.batch_size, space.in_channels, a.resolution, a.resolution)
-            t = measure_module(net, device, shape, warmup=settings.warmup, repeats=settings.net_repeats,
-                               min_sample_ms=settings.min_sample_ms)
-            row = {"arch": a.to_string(), "resolution": a.resolution, "num_blocks": a.num_blocks, **_timing_cols(t)}
-            net_j.append(row)
+        # Blocks and whole networks are interleaved, so that both see the same machine conditions:
+        # on a shared CPU a busy phase then shifts the table and the networks alike, and the
+        # correction fitted between them stays valid.
+        for kind, item in _interleave(todo, nets):
+            if kind == "block":
+                c = item
+                t = measure_module(build_block(space, c), device, block_input_shape(c, device.batch_size),
+                                   warmup=settings.warmup, repeats=settings.repeats,
+                                   min_sample_ms=settings.min_sample_ms)
+                row = {"key": c.key, "kind": c.kind, "cin": c.cin, "cout": c.cout, "kernel": c.kernel,
+                       "expand": c.expand, "stride": c.stride, "in_size": c.in_size, "se": int(c.se), "act": c.act,
+                       **_timing_cols(t)}
+                lut_j.append(row)
+            else:
+                a = item
+                shape = (device.batch_size, space.in_channels, a.resolution, a.resolution)
+                t = measure_module(build_static(space, a), device, shape, warmup=settings.warmup,
+                                   repeats=settings.net_repeats, min_sample_ms=settings.min_sample_ms)
+                row = {"arch": a.to_string(), "resolution": a.resolution, "num_blocks": a.num_blocks,
+                       **_timing_cols(t)}
+                net_j.append(row)
             measured += 1
             if on_row:
-                on_row("network", row)
+                on_row(kind, row)
             if bar:
                 bar.update(1)
     finally:
@@ -372,6 +374,20 @@ def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike
     prof.measured_now = measured
     prof.seconds = time.perf_counter() - t_start
     return prof
+
+
+def _interleave(blocks: list[BlockConfig], nets: list[Arch]) -> list[tuple[str, Any]]:
+    """Spread the networks evenly among the blocks (deterministic order)."""
+    out: list[tuple[str, Any]] = []
+    nb, nn_ = len(blocks), len(nets)
+    j = 0
+    for i, c in enumerate(blocks):
+        while j < nn_ and (j + 1) * nb <= (i + 1) * nn_:
+            out.append(("network", nets[j]))
+            j += 1
+        out.append(("block", c))
+    out += [("network", a) for a in nets[j:]]
+    return out
 
 
 # ---- the same job on a Ray node that owns the device ----------------------------------------------------
