@@ -1,0 +1,220 @@
+"""Search throughput: in-process trials/s, Ray 1 vs 2 concurrent trials, `hwnas pareto` on 100,000 trials.
+
+1. Predictor-only trials/s in process (in-memory Optuna, analytic `flops` objective; NSGA-II and
+   random), the fast path of `hwnas search`. Goal >= 500 trials/s.
+2. Ray Tune runner on a local Ray instance (2 CPUs), an objective that sleeps 0.5 s (it measures the
+   runner's parallelism, not compute): wall time with 1 vs 2 concurrent trials. Goal >= 1.7x.
+3. A 100,000-trial SQLite study (written straight into Optuna's tables in bulk, to save the hours
+   Optuna's per-trial commits would take; the file is a normal Optuna study that `optuna.load_study`
+   reads), then `ParetoFront.load` + `rows` in process and the `hwnas pareto` command end to end.
+   Goal <= 2 s.
+
+    python benchmarks/search_throughput.py [--skip-ray] [--pareto-trials 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+class Sleepy:
+    """flops/params after a fixed sleep (stands in for a 0.5 s objective)."""
+
+    def __init__(self, space_dict: dict, seconds: float):
+        from hwnas.search_space import Space
+
+        self.space = Space.from_dict(space_dict)
+        self.seconds = seconds
+
+    def __call__(self, arch):
+        from hwnas.searchers import analytic_cost
+
+        time.sleep(self.seconds)
+        return analytic_cost(self.space, arch)
+
+
+def bench_inprocess(space, n: int) -> dict:
+    from hwnas.searchers import make_objective, search
+
+    fn = make_objective(space, "flops")
+    out = {}
+    for sampler in ("nsga2", "random"):
+        t = time.perf_counter()
+        search(space, fn, objectives="flops,params:max", budgets="params<=1e6", n_trials=n, sampler=sampler, seed=0)
+        dt = time.perf_counter() - t
+        out[sampler] = {"trials": n, "seconds": dt, "trials_per_s": n / dt}
+        print(f"in-process {sampler}: {n / dt:.0f} trials/s", flush=True)
+    return out
+
+
+def bench_ray(space, n: int, seconds: float) -> dict:
+    import ray
+
+    from hwnas.searchers import search
+
+    fn = Sleepy(space.to_dict(), seconds)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    out = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for workers in (1, 2, 1, 2):  # interleaved, twice: the machine is noisy
+                t = time.perf_counter()
+                search(space, fn, objectives="flops,params:max", budgets="params<=1e6", n_trials=n, runner="ray",
+                       workers=workers, sampler="random", seed=workers, ray_storage_path=f"{tmp}/w{workers}")
+                dt = time.perf_counter() - t
+                out.setdefault(str(workers), []).append(dt)
+                print(f"ray {workers} worker(s): {n} trials of {seconds}s in {dt:.1f}s", flush=True)
+    finally:
+        ray.shutdown()
+    best = {k: min(v) for k, v in out.items()}
+    return {"trials": n, "objective_seconds": seconds, "wall_seconds": out, "best_wall": best,
+            "speedup_2_vs_1": best["1"] / best["2"], "ideal_wall_1": n * seconds, "ideal_wall_2": n * seconds / 2}
+
+
+def make_big_study(space, n: int, path: Path) -> str:
+    """A real Optuna SQLite study with n COMPLETE trials, rows bulk-inserted into Optuna's tables."""
+    import optuna
+
+    from hwnas.searchers import Budget, make_objective
+    from hwnas.searchers._optuna import _distributions
+
+    url = f"sqlite:///{path}"
+    fn = make_objective(space, "flops")
+    study = optuna.create_study(study_name="big", storage=url, directions=["minimize", "maximize"])
+    study.set_user_attr("hwnas.space", space.to_dict())
+    study.set_user_attr("hwnas.objectives", ["flops", "params:max"])
+    budget = Budget.parse("params<=1e6")
+    study.set_user_attr("hwnas.budgets", [str(budget)])
+    study.set_user_attr("hwnas.sampler", "random")
+    study.set_user_attr("hwnas.n_trials", n)
+    sid = study._study_id
+    dists = _distributions(space)
+    dist_json = {k: optuna.distributions.distribution_to_json(d) for k, d in dists.items()}
+    rng = np.random.default_rng(0)
+    archs = space.sample_many(n, rng)
+    con = sqlite3.connect(path)
+    now = "2026-01-01 00:00:00.000000"
+    trials, values, uattrs, sattrs, params = [], [], [], [], []
+    for i, a in enumerate(archs):
+        tid = i + 1
+        m = fn(a)
+        trials.append((tid, i, sid, "COMPLETE", now, now))
+        values.append((tid, 0, m["flops"], "FINITE"))
+        values.append((tid, 1, m["params"], "FINITE"))
+        uattrs.append((tid, "arch", json.dumps(str(a))))
+        uattrs.append((tid, "metrics", json.dumps(m)))
+        sattrs.append((tid, f"constraints:{budget}", json.dumps(budget.violation(m))))
+        ch = space.to_choices(a)
+        for k, d in dists.items():
+            params.append((tid, k, float(d.to_internal_repr(ch[k])), dist_json[k]))
+    with con:
+        con.executemany("INSERT INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", trials)
+        con.executemany("INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?, ?, ?, ?)", values)
+        con.executemany("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, ?, ?)", uattrs)
+        con.executemany("INSERT INTO trial_system_attributes (trial_id, key, value_json) VALUES (?, ?, ?)", sattrs)
+        con.executemany("INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
+                        "VALUES (?, ?, ?, ?)", params)
+    con.close()
+    return url
+
+
+def bench_pareto(space, n: int) -> dict:
+    import optuna
+
+    from hwnas.searchers import ParetoFront, load_study
+
+    tmp = Path(tempfile.mkdtemp(prefix="hwnas-big-"))
+    path = tmp / "big.db"
+    t = time.perf_counter()
+    url = make_big_study(space, n, path)
+    build_s = time.perf_counter() - t
+    print(f"built a {n}-trial study in {build_s:.0f}s ({path.stat().st_size / 1e6:.0f} MB)", flush=True)
+    # it is a normal Optuna study: Optuna reads it and agrees on a few trials
+    st = load_study("big", url)
+    some = st._storage.get_trial(st._storage.get_trial_id_from_study_id_trial_number(st._study_id, n - 1))
+    assert some.state == optuna.trial.TrialState.COMPLETE and "arch" in some.user_attrs
+    assert st._storage.get_n_trials(st._study_id) == n
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        f = ParetoFront.load("big", url)
+        rows = f.rows(top=20)
+        times.append(time.perf_counter() - t)
+    assert len(f) == n and rows
+    print(f"ParetoFront.load + rows on {n} trials: {min(times):.2f}s (front {int(f.front_mask().sum())})", flush=True)
+    cli = []
+    for _ in range(2):
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "hwnas", "pareto", "--storage", url, "--study", "big",
+                            "--format", "json", "--top", "20"], capture_output=True, text=True, timeout=600)
+        cli.append(time.perf_counter() - t)
+        assert r.returncode == 0, r.stderr
+    # what a bare interpreter costs importing the CLI (all components' parsers) for comparison
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "hwnas", "--help"], capture_output=True, timeout=300)
+    help_s = time.perf_counter() - t
+    print(f"hwnas pareto end to end: {min(cli):.2f}s (hwnas --help alone {help_s:.2f}s)", flush=True)
+    # Optuna's own path, for comparison: reading every trial through the storage API
+    t = time.perf_counter()
+    st2 = optuna.load_study(study_name="big", storage=url)
+    best = st2.best_trials
+    optuna_s = time.perf_counter() - t
+    same = sorted(t.number for t in best) == sorted(f.trials[f.front_mask()].tolist())
+    print(f"optuna best_trials: {optuna_s:.1f}s, same front: {same}", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"trials": n, "build_seconds": build_s, "front_load_rows_seconds": min(times),
+            "cli_seconds": min(cli), "cli_help_seconds": help_s, "optuna_best_trials_seconds": optuna_s,
+            "front_equals_optuna_best_trials": same, "front_size": int(f.front_mask().sum())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", default="fmnist-mbv3")
+    ap.add_argument("--inprocess-trials", type=int, default=2000)
+    ap.add_argument("--ray-trials", type=int, default=16)
+    ap.add_argument("--ray-seconds", type=float, default=0.5)
+    ap.add_argument("--pareto-trials", type=int, default=100_000)
+    ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--out", default="results/benchmarks/search_throughput.json")
+    args = ap.parse_args(argv)
+
+    from hwnas._io import atomic_write_json
+    from hwnas.search_space import Space
+
+    space = Space.preset(args.space)
+    doc: dict = {"benchmark": "search_throughput", "space": space.name,
+                 "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                             "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}}
+    doc["inprocess"] = bench_inprocess(space, args.inprocess_trials)
+    if not args.skip_ray:
+        doc["ray"] = bench_ray(space, args.ray_trials, args.ray_seconds)
+    doc["pareto"] = bench_pareto(space, args.pareto_trials)
+    doc["machine"]["load_avg_end"] = os.getloadavg()
+    doc["goals"] = {
+        "inprocess_ge_500_trials_per_s": max(v["trials_per_s"] for v in doc["inprocess"].values()) >= 500,
+        "ray_speedup_ge_1.7": None if args.skip_ray else doc["ray"]["speedup_2_vs_1"] >= 1.7,
+        "pareto_le_2s_in_process": doc["pareto"]["front_load_rows_seconds"] <= 2.0,
+        "pareto_le_2s_cli": doc["pareto"]["cli_seconds"] <= 2.0,
+    }
+    atomic_write_json(args.out, doc)
+    print(json.dumps(doc["goals"]), "->", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
