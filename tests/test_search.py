@@ -167,3 +167,27 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, kind):
     assert len(after) == len(done)  # trial numbers unique: nothing repeated
     assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert len(s.trials) - n_total <= 1  # at most the one trial running at the kill, now FAIL
+
+
+def test_hwnas_search_cli_then_resume(tmp_path, capsys):
+    import yaml
+
+    from hwnas.cli import main
+
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(yaml.safe_dump(SMALL))
+    url = f"sqlite:///{tmp_path}/cli.db"
+    argv = ["search", "--space", str(space_file), "--provider", "analytic", "--objective", "f1,f2",
+            "--budget", "params<=2.5e4", "--trials", "12", "--storage", url, "--study", "c", "--no-progress",
+            "--warm-start", "min"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "study 'c': 12 complete trials" in out and "arch" in out
+    assert main(argv) == 2  # exists: refuses without --resume
+    assert "pass --resume" in capsys.readouterr().err
+    assert main([*argv[:argv.index("--trials") + 1], "15", *argv[argv.index("--trials") + 2:], "--resume"]) == 0
+    s = load_study("c", url)
+    assert len([t for t in s.trials if t.state == C]) == 15
+    assert s.trials[0].user_attrs["arch"] == str(small_space().min_arch())
+    assert main(["search", "--budget", "latency<=3", "--trials", "2", "--no-progress"]) == 2
+    assert "unknown objective" in capsys.readouterr().err
