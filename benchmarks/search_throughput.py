@@ -67,7 +67,8 @@ def bench_ray(space, n: int, seconds: float) -> dict:
     fn = Sleepy(space.to_dict(), seconds)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    if __name__ != "__main__":  # __main__ is pickled by value already; an imported module is not
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     out = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
