@@ -40,7 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="delete existing profiles first (time the profiling)")
     args = ap.parse_args(argv)
 
-    from hwnas.estimators import Device, FlopsProxy, LatencyPredictor, MeasureSettings, measure_module, profile
+    from hwnas.estimators import (
+        Device,
+        FlopsProxy,
+        LatencyPredictor,
+        MeasureSettings,
+        measure_module,
+        profile,
+    )
     from hwnas.estimators.latency import spearman, within
     from hwnas.search_space import Space
     from hwnas.supernet import build_static
@@ -64,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         held = [a for a in space.sample_many(args.heldout * 2, rng=12345, unique=True) if a.to_string() not in seen]
         held = held[: args.heldout]
         t0 = time.perf_counter()
-        from tqdm.auto import tqdm
-
         from hwnas.estimators.measure import Timing
+        from tqdm.auto import tqdm
 
         # interleaved passes: a slow phase of the shared machine hits every net a little, not a few nets a lot
         nets = [build_static(space, a) for a in held]

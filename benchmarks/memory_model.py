@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=50, help="random subnets (default 50)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--extra-spaces", default="fmnist-mixed,ofa-mbv3", help="also check N/5 subnets of these")
+    ap.add_argument("--train-n", type=int, default=10, help="subnets for the training-memory check (CPU; default 10)")
+    ap.add_argument("--train-batch", type=int, default=32, help="batch of the training-memory check (default 32)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="cpu: profiler memory events; cuda: torch.cuda.max_memory_allocated")
     ap.add_argument("--out", default="results/benchmarks")
@@ -76,6 +78,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: n={s['n']} within10={s['within_10pct']:.3f} within1={s['within_1pct']:.3f} "
               f"max|rel|={s['max_abs_rel_error']:.4f} weights exact={s['weights_exact_share']:.2f}")
         plots.append((name, m, p))
+    if args.device == "cpu" and args.train_n:
+        from hwnas.estimators.memory import measure_training_peak_memory
+
+        space = Space.preset(args.space)
+        mm = MemoryModel(space, batch_size=args.train_batch)
+        rows = []
+        for a in space.sample_many(args.train_n, rng=7, unique=True):
+            meas = measure_training_peak_memory(build_static(space, a), (args.train_batch, space.in_channels,
+                                                                          a.resolution, a.resolution))
+            e = mm.estimate(a)
+            pred = e.training_bytes - e.params_bytes * (1 + mm.optimizer_slots) - e.buffers_bytes
+            rows.append({"arch": a.to_string(), "measured_bytes": meas, "predicted_bytes": pred})
+        rel = np.array([r["predicted_bytes"] / r["measured_bytes"] - 1 for r in rows])
+        report["training"] = {
+            "space": space.name, "batch": args.train_batch, "n": len(rows),
+            "what": "forward+backward peak (activations kept for backward + gradients + transient), CPU profiler",
+            "mean_rel_error": float(rel.mean()), "min_rel_error": float(rel.min()), "max_rel_error": float(rel.max()),
+            "within_10pct": float(np.mean(np.abs(rel) <= 0.10)), "rows": rows}
+        print(f"training (batch {args.train_batch}): rel error {rel.min():+.3f}..{rel.max():+.3f}")
     stem = "memory_model" if args.device == "cpu" else f"memory_model_{args.device}"
     (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     _plot(out / f"{stem}.png", plots, args.device)

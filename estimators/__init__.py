@@ -15,8 +15,8 @@ from hwnas.estimators.energy import EnergyMeasurement, EnergyPredictor, PowerMod
 from hwnas.estimators.fewshot import FewShotLatencyPredictor, fit_fewshot
 from hwnas.estimators.flops import arch_macs, arch_params, count_fvcore
 from hwnas.estimators.latency import FlopsProxy, LatencyPredictor
-from hwnas.estimators.memory import MemoryEstimate, MemoryModel, measure_peak_memory
 from hwnas.estimators.measure import Timing, measure, measure_module, measure_onnx, time_callable
+from hwnas.estimators.memory import MemoryEstimate, MemoryModel, measure_peak_memory
 from hwnas.estimators.profile import MeasureSettings, Profile, profile, profile_on_ray
 
 __all__ = [

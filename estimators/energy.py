@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hwnas.estimators.devices import Device
 
 __all__ = ["PowerModel", "EnergyMeasurement", "EnergyPredictor", "energy_counter", "measure_energy"]
@@ -165,7 +164,6 @@ class EnergyPredictor:
     def calibrate(self, space: Any, archs: list, *, min_seconds: float = 1.0) -> EnergyPredictor:
         """Measure real energy of `archs` on the device's counter; fit the average power. No counter: unchanged."""
         import torch
-
         from hwnas.supernet import build_static
 
         dev = self.latency.device
@@ -178,7 +176,7 @@ class EnergyPredictor:
             x = torch.randn(dev.batch_size, space.in_channels, a.resolution, a.resolution, device=dev.torch_device())
             sync = torch.cuda.synchronize if dev.is_gpu else None
             with torch.inference_mode():
-                m = measure_energy(lambda: net(x), dev, min_seconds=min_seconds, sync=sync)
+                m = measure_energy(lambda net=net, x=x: net(x), dev, min_seconds=min_seconds, sync=sync)
             if m is None:
                 return self
             ratios.append(m.mj_per_inference / self.latency.predict(a))

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hwnas._io import atomic_write_json, read_json
 from hwnas.errors import ProfileError
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from hwnas.search_space import Arch, BlockConfig, Space, mid_channels, se_channels
 
 __all__ = ["count_fvcore", "arch_macs", "arch_macs_many", "block_macs", "count_params", "arch_params"]

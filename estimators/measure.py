@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hwnas.estimators.devices import Device
 
 __all__ = ["Timing", "time_callable", "threads_pinned", "measure", "measure_module", "measure_onnx",

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from hwnas.search_space import Arch, BlockConfig, Space, mid_channels, se_channels
 
-__all__ = ["MemoryModel", "MemoryEstimate", "measure_peak_memory", "measure_param_bytes"]
+__all__ = ["MemoryModel", "MemoryEstimate", "measure_peak_memory", "measure_param_bytes", "measure_training_peak_memory"]
 
 _POLICIES = ("eager", "ideal")
 
@@ -372,6 +371,11 @@ def measure_peak_memory(module: Any, input_shape: tuple[int, ...], *, threads: i
         del y
     finally:
         torch.set_num_threads(old)
+    return int(_replay_peak(prof) + x.numel() * x.element_size())
+
+
+def _replay_peak(prof: Any) -> int:
+    """Peak of the CPU allocator's live bytes, from the profiler's memory events in time order."""
     deltas = []
     for e in prof.events():
         m = e.self_cpu_memory_usage
@@ -384,4 +388,27 @@ def measure_peak_memory(module: Any, input_shape: tuple[int, ...], *, threads: i
     for _, _, m in deltas:
         cur += m
         peak = max(peak, cur)
-    return int(peak + x.numel() * x.element_size())
+    return int(peak)
+
+
+def measure_training_peak_memory(module: Any, input_shape: tuple[int, ...], *, threads: int = 1) -> int:
+    """Measured peak bytes of one CPU training step's forward + backward (gradients included, weights and
+    optimizer state excluded), input included; compare with
+    `training_bytes - params_bytes * (1 + optimizer_slots) - buffers_bytes` of the model."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    module = module.train()
+    x = torch.randn(*input_shape)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        module(x).sum().backward()  # warm-up; then start from no gradients, as the first step does
+        module.zero_grad(set_to_none=True)
+        with tprofile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            module(x).sum().backward()
+        module.zero_grad(set_to_none=True)
+    finally:
+        torch.set_num_threads(old)
+    return int(_replay_peak(prof) + x.numel() * x.element_size())

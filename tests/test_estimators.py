@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hwnas.errors import ProfileError, StaleProfileError
 from hwnas.estimators import (
     AccuracyPredictor,
