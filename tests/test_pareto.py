@@ -137,6 +137,7 @@ def _cli(*args):
     return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
+@pytest.mark.slow
 def test_hwnas_pareto_subprocess(stored_study):
     url, study = stored_study
     out = subprocess.run([sys.executable, "-m", "hwnas", "pareto", "--storage", url, "--format", "json"],

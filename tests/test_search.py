@@ -57,10 +57,12 @@ def test_other_samplers_run_constrained(sampler):
         assert t.user_attrs["metrics"]["params"] <= 2e4
 
 
+@pytest.mark.slow
 def test_gp_sampler_runs():
     pytest.importorskip("torch")
-    study = search(small_space(), "analytic", objectives="f1,f2", n_trials=22, sampler="gp", seed=0)
-    assert len(study.trials) == 22
+    # 20 random start-up trials, then one fitted by the Gaussian process (slow on 2 shared cores)
+    study = search(small_space(), "analytic", objectives="f1,f2", n_trials=21, sampler="gp", seed=0)
+    assert len(study.trials) == 21
 
 
 def test_seed_reproducible_and_warm_start_and_study_attrs():
@@ -138,26 +140,26 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, kind):
     url = f"sqlite:///{tmp_path}/k.db" if kind == "sqlite" else str(tmp_path / "k.log")
     script = tmp_path / "run.py"
     script.write_text(_KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
-    n_total = 16
+    n_total = 12
     proc = subprocess.Popen([sys.executable, str(script), url, str(n_total), "0"], start_new_session=True)
     try:
         deadline = time.time() + 120
         n_before = 0
         while time.time() < deadline:
-            time.sleep(0.3)
+            time.sleep(1.0)  # each poll replays the journal: do not starve the search
             try:
                 s = load_study("k", url)
                 n_before = len(s.get_trials(deepcopy=False, states=(C,)))
             except Exception:  # the study may not exist yet
                 continue
-            if n_before >= 5:
+            if n_before >= 4:
                 break
-        assert n_before >= 5, "the search did not get going"
+        assert n_before >= 4, "the search did not get going"
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     before = {t.number: (t.values, t.user_attrs["arch"]) for t in load_study("k", url).trials if t.state == C}
-    assert 5 <= len(before) < n_total
+    assert 4 <= len(before) < n_total
     subprocess.run([sys.executable, str(script), url, str(n_total), "1"], check=True, timeout=240)
     s = load_study("k", url)
     done = [t for t in s.trials if t.state == C]
