@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         LatencyPredictor,
         MeasureSettings,
         measure_module,
+        measure_onnx,
         profile,
     )
     from hwnas.estimators.latency import spearman, within
@@ -76,15 +77,22 @@ def main(argv: list[str] | None = None) -> int:
 
         # interleaved passes: a slow phase of the shared machine hits every net a little, not a few nets a lot
         nets = [build_static(space, a) for a in held]
+        shapes = [(dev.batch_size, space.in_channels, a.resolution, a.resolution) for a in held]
+        if dev.backend == "onnxruntime":  # export each net once, not once per pass
+            from hwnas.estimators.measure import onnx_bytes
+
+            nets = [onnx_bytes(n_, s_) for n_, s_ in zip(nets, shapes)]
         samples: list[list[float]] = [[] for _ in held]
         per_round = max(3, settings.net_repeats // args.rounds)
         rng = np.random.default_rng(0)
         with tqdm(total=len(held) * args.rounds, desc=f"held-out @{dev.name}", unit="net") as bar:
             for _ in range(args.rounds):
                 for i in rng.permutation(len(held)):
-                    a = held[i]
-                    t = measure_module(nets[i], dev, (dev.batch_size, space.in_channels, a.resolution, a.resolution),
-                                       warmup=settings.warmup, repeats=per_round, min_sample_ms=settings.min_sample_ms)
+                    kw = dict(warmup=settings.warmup, repeats=per_round, min_sample_ms=settings.min_sample_ms)
+                    if dev.backend == "onnxruntime":
+                        t = measure_onnx(nets[i], dev, shapes[i], **kw)
+                    else:
+                        t = measure_module(nets[i], dev, shapes[i], **kw)
                     samples[i] += list(t.samples_ms)
                     bar.update(1)
         timings = [Timing.from_samples(s_, number=1, warmup=settings.warmup) for s_ in samples]
@@ -102,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         rate = len(many) / (time.perf_counter() - t0)
         rel = (p - meas) / meas
         r = {
-            "device": dev.to_dict(), "fingerprint": prof.fingerprint, "fingerprint_hash": prof.fingerprint_hash,
+            "device": dev.to_dict(), "settings": prof.settings.__dict__, "rounds": args.rounds,
+            "fingerprint": prof.fingerprint, "fingerprint_hash": prof.fingerprint_hash,
             "lut_rows": int(len(prof.table)), "profile_seconds": round(prof.seconds, 1),
             "profile_measured_now": prof.measured_now,
             "profile_note": "profile_seconds covers this run only; 0 rows measured now means it was reused",
