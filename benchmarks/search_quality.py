@@ -37,13 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--sweep", type=int, default=100_000, help="random archs in the reference sweep")
     ap.add_argument("--out", default="results/benchmarks/search_quality")
+    ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON at --out")
     args = ap.parse_args(argv)
+    if args.replot:
+        doc = json.loads(Path(args.out).with_suffix(".json").read_text())
+        _plot(doc, Path(args.out))
+        return 0
 
     from hwnas.search_space import Space
     from hwnas.searchers import ParetoFront, make_objective, parse_objectives, search
     from hwnas.searchers.pareto import hypervolume, nondominated_mask
-    from hwnas.searchers.plots import draw_hv_curves, hv_curve_record
-
     space = Space.preset(args.space)
     objs = parse_objectives(args.objectives)
     fn = make_objective(space, args.provider)
@@ -115,11 +118,19 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     atomic_write_json(out.with_suffix(".json"), doc)
-    rec = hv_curve_record(results, reference=1.0)
-    draw_hv_curves(rec, out.with_suffix(".png"),
-                   title=f"{space.name}: {', '.join(o.spec() for o in objs)} — HV / {args.sweep:,}-sample sweep HV")
+    _plot(doc, out)
     print(json.dumps(doc["best_at_1000"]), "->", out.with_suffix(".json"))
     return 0
+
+
+def _plot(doc: dict, out: Path) -> None:
+    from hwnas.searchers.plots import draw_hv_curves, hv_curve_record
+
+    results = {s: {int(n): v["per_seed"] for n, v in r.items()} for s, r in doc["hv_fraction_of_reference"].items()}
+    rec = hv_curve_record(results, reference=1.0, ylabel="hypervolume / reference-sweep hypervolume")
+    title = (f"{doc['space']}: {', '.join(doc['objectives'])} ({doc['seeds']} seeds, mean ± std); "
+             f"reference = {doc['reference']['sweep']:,} random archs")
+    draw_hv_curves(rec, out.with_suffix(".png"), title=title)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ class HVCurveRecord:
 
 
 def hv_curve_record(results: Mapping[str, Mapping[int, Sequence[float]]], *, reference: float | None = None,
-                    relative: bool = False) -> HVCurveRecord:
+                    relative: bool = False, ylabel: str | None = None) -> HVCurveRecord:
     """From {sampler: {n_trials: [hv per seed]}}; `relative` divides by `reference`."""
     trials = sorted({int(n) for r in results.values() for n in r})
     curves = {}
@@ -114,7 +114,7 @@ def hv_curve_record(results: Mapping[str, Mapping[int, Sequence[float]]], *, ref
         curves[s] = (mean, std)
     return HVCurveRecord(trials=tuple(trials), curves=curves,
                          reference=1.0 if relative else reference,
-                         ylabel="hypervolume / reference" if relative else "hypervolume")
+                         ylabel=ylabel or ("hypervolume / reference" if relative else "hypervolume"))
 
 
 # ---- drawing -------------------------------------------------------------------------------------
