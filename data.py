@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from hwnas.errors import DataError
 
 __all__ = [

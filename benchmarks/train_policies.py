@@ -41,7 +41,6 @@ def flops_of(static: Any, resolution: int, in_channels: int) -> int:
 
 def measure(run_dir: Path, n_random: int, test_images: int | None, calib: int) -> dict[str, Any]:
     import torch
-
     from hwnas.data import make_loaders
     from hwnas.supernet.bn import evaluate
     from hwnas.supernet.train import load_supernet, report_archs

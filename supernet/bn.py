@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from torch import nn
-
 from hwnas.search_space import Arch
 from hwnas.supernet._supernet import Supernet, resize_input
 from hwnas.supernet.static import StaticNet
+from torch import nn
 
 __all__ = ["recalibrate_bn", "evaluate", "calib_tensor"]
 

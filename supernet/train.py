@@ -32,19 +32,18 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from hwnas._io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from hwnas.errors import CheckpointError, ConfigError
 from hwnas.search_space import Arch, BlockArch, Space, StageArch
 from hwnas.supernet._supernet import Supernet, resize_input
+from torch import nn
 
 __all__ = [
     "POLICIES",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from hwnas.data import DEBIAN_FMNIST_DIR
 
 HAVE_FMNIST = (DEBIAN_FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file()

@@ -9,7 +9,6 @@ import struct
 import numpy as np
 import pytest
 import torch
-
 from hwnas.data import (
     DEBIAN_FMNIST_DIR,
     TensorLoader,

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from hwnas.errors import CheckpointError, ConfigError
 from hwnas.supernet.train import (
     DepsPolicy,
@@ -18,6 +17,7 @@ from hwnas.supernet.train import (
     lr_at,
     train,
 )
+
 from tests._train_helpers import HAVE_FMNIST, tiny_config
 
 needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Fashion-MNIST Debian files not installed")

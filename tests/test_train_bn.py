@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from hwnas.supernet import Supernet
 from hwnas.supernet.bn import evaluate, recalibrate_bn
+
 from tests._train_helpers import HAVE_FMNIST, tiny_config
 
 
