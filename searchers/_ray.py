@@ -169,8 +169,10 @@ def run_ray(study: Any, storage: Any, space: Space, fn: ObjectiveFn, objectives:
             )
             tuner = tune.Tuner(
                 trainable,
+                # reuse_actors: starting a fresh trial actor (a Python process importing hwnas and
+                # the objective) costs seconds per trial, more than a predictor-based objective.
                 tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, max_concurrent_trials=workers,
-                                            trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+                                            reuse_actors=True, trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
                 run_config=tune.RunConfig(name=f"{study.study_name}-{int(time.time() * 1000)}", storage_path=str(root),
                                           verbose=1 if progress else 0),
             )
