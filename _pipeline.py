@@ -74,6 +74,9 @@ class RunConfig:
     trials: int = 3000
     objectives: tuple[str, ...] = ("accuracy", "latency_ms@cpu", "latency_ms@ort-cpu")
     budgets: tuple[str, ...] = ("peak_mem_mb@cpu<=3.0",)
+    storage: str | None = None  # None: sqlite in the run directory; or postgresql://..., a journal file
+    ray_address: str | None = None  # None: Optuna in process; "auto" / HOST:PORT: Ray Tune trials
+    workers: int = 1
     # export
     latency_budgets: tuple[float, ...] | str = "auto"
     export_formats: tuple[str, ...] = ("safetensors", "onnx")
@@ -114,7 +117,8 @@ _SECTIONS = {
     "train": {"config": "train_config", "schedule": "schedule", "policy": "policy", "overrides": "train_overrides"},
     "profile": {"networks": "profile_networks", "validate_networks": "validate_networks"},
     "accuracy": {"archs": "accuracy_archs", "val_images": "val_images", "calib_images": "calib_images"},
-    "search": {"sampler": "sampler", "trials": "trials", "objectives": "objectives", "budgets": "budgets"},
+    "search": {"sampler": "sampler", "trials": "trials", "objectives": "objectives", "budgets": "budgets",
+               "storage": "storage", "ray_address": "ray_address", "workers": "workers"},
     "export": {"latency_budgets": "latency_budgets", "formats": "export_formats"},
 }
 _TOP = {"name", "space", "seed", "out_root", "devices"}
@@ -255,7 +259,7 @@ def run(cfg: RunConfig, *, force: Sequence[str] = (), stop_after: str | None = N
         ("accuracy", {"archs": cfg.accuracy_archs, "val": cfg.val_images, "calib": cfg.calib_images, "seed": cfg.seed},
          _stage_accuracy),
         ("search", {"sampler": cfg.sampler, "trials": cfg.trials, "objectives": cfg.objectives, "budgets": cfg.budgets,
-                    "seed": cfg.seed}, _stage_search),
+                    "seed": cfg.seed, "storage": cfg.storage}, _stage_search),
         ("pareto", {"v": 1}, _stage_pareto),
         ("export", {"budgets": cfg.latency_budgets, "formats": cfg.export_formats}, _stage_export),
         ("report", {"v": 1}, _stage_report),
@@ -294,6 +298,8 @@ def _train_config(cfg: RunConfig) -> Any:
     over.setdefault("dataset", cfg.dataset)
     if cfg.subset is not None:
         over["subset"] = cfg.subset
+    if cfg.data_dir:
+        over["data_dir"] = str(cfg.data_dir)
     if cfg.policy:
         over["policy"] = cfg.policy
     return load_config(path, schedule=cfg.schedule, overrides=over)
@@ -322,8 +328,6 @@ def _stage_train(ctx: dict[str, Any]) -> dict[str, Any]:
 
     cfg = ctx["cfg"]
     tcfg = _train_config(cfg)
-    if cfg.data_dir:
-        os.environ.setdefault("HWNAS_DATA_DIR", str(cfg.data_dir))
     res = train(tcfg, ctx["run_dir"] / "supernet", resume=True, progress=ctx["progress"])
     report = _jsonable(getattr(res, "report", {}) or {})
     return {"report": report, "epochs": tcfg.epochs, "policy": tcfg.policy, "schedule": cfg.schedule}
@@ -466,13 +470,16 @@ def _stage_search(ctx: dict[str, Any]) -> dict[str, Any]:
 
     cfg, space, run_dir = ctx["cfg"], ctx["space"], ctx["run_dir"]
     fn = _objective(ctx)
-    storage = study_storage(run_dir)
-    existing = run_dir / "study.db"
+    storage = cfg.storage or study_storage(run_dir)
     # A search whose settings changed starts a new study; a crashed one resumes.
     name = f"{cfg.name}-{_hash([cfg.sampler, cfg.objectives, cfg.budgets, cfg.seed, cfg.trials])[:8]}"
-    resume = existing.is_file() and name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    try:
+        resume = name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    except Exception:  # noqa: BLE001 - a storage that does not exist yet holds no study
+        resume = False
     study = search(space, fn, objectives=list(cfg.objectives), budgets=list(cfg.budgets), n_trials=cfg.trials,
                    sampler=cfg.sampler, seed=cfg.seed, storage=storage, study_name=name, resume=resume,
+                   runner="ray" if cfg.ray_address else "optuna", ray_address=cfg.ray_address, workers=cfg.workers,
                    warm_start=[space.min_arch(), space.max_arch()], progress=ctx["progress"])
     study.set_user_attr("supernet", str(run_dir / "supernet"))
     study.set_user_attr("run_dir", str(run_dir))
