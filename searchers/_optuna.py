@@ -89,6 +89,13 @@ def load_study(study_name: str | None, storage: str | Any) -> Any:
     """Load an existing study; with one study in the storage, `study_name` may be None."""
     import optuna
 
+    if isinstance(storage, str):
+        # Reading must not create an empty database/journal as a side effect of a typo'd path.
+        from hwnas.searchers._storage import existing_storage_path
+
+        f = existing_storage_path(storage)
+        if f is not None and not f.is_file():
+            raise ConfigError(f"storage file {str(f)!r} does not exist (from {storage!r}); give the storage a search wrote")
     st = open_storage(storage) if isinstance(storage, str) or storage is None else storage
     if isinstance(st, optuna.storages.InMemoryStorage):
         raise ConfigError("an in-memory storage holds no saved study; pass --storage sqlite:///... or a journal file")

@@ -46,10 +46,10 @@ def open_storage(url: str | None) -> Any:
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
             # Several worker processes share one SQLite file: wait for locks instead of failing.
-            storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+            storage = _rdb(url, engine_kwargs={"connect_args": {"timeout": 60}})
             _tune_sqlite(storage.engine)
             return storage
-        return optuna.storages.RDBStorage(url)
+        return _rdb(url)
     path = Path(url[len("journal:"):] if url.startswith("journal:") else url).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -57,6 +57,29 @@ def open_storage(url: str | None) -> Any:
     # The open(O_EXCL) lock works on every local filesystem (symlink locks do not on some).
     backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
     return optuna.storages.JournalStorage(backend)
+
+
+def _rdb(url: str, **kw: Any) -> Any:
+    """RDBStorage, with a bad URL / missing driver / unreachable server as a ConfigError, not a traceback."""
+    import optuna
+    import sqlalchemy.exc
+
+    try:
+        return optuna.storages.RDBStorage(url, **kw)
+    except (ImportError, sqlalchemy.exc.SQLAlchemyError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"cannot open storage {url!r}: {msg}; use sqlite:///PATH, postgresql://USER@HOST/DB "
+                          "(driver installed, server reachable), or a journal file") from None
+
+
+def existing_storage_path(url: str | None) -> Path | None:
+    """The local file a sqlite / journal storage URL names (None for servers and memory)."""
+    kind = storage_kind(url)
+    if kind == "rdb" and url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):]).expanduser()
+    if kind == "journal":
+        return Path(url[len("journal:"):] if url.startswith("journal:") else url).expanduser()
+    return None
 
 
 def _tune_sqlite(engine: Any) -> None:
