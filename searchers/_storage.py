@@ -56,7 +56,11 @@ def open_storage(url: str | None) -> Any:
 
     # The open(O_EXCL) lock works on every local filesystem (symlink locks do not on some).
     backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-    return optuna.storages.JournalStorage(backend)
+    try:
+        return optuna.storages.JournalStorage(backend)  # replays the whole journal here
+    except (UnicodeDecodeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        raise ConfigError(f"journal storage {str(path)!r} is corrupted ({type(e).__name__}: {str(e)[:120]}); "
+                          "it is not an Optuna journal file, or was altered") from None
 
 
 def _rdb(url: str, **kw: Any) -> Any:
