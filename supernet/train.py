@@ -618,13 +618,14 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
     ckpt_path = out / "checkpoint.pt"
     is_main = rank == 0
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
         if ckpt_path.exists() and not resume:
             raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
 
     space = Space.preset(cfg.space) if not str(cfg.space).endswith((".yaml", ".yml")) else Space.from_yaml(cfg.space)
     loaders = make_loaders(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, search_val=cfg.search_val,
                            seed=cfg.seed, subset=cfg.subset, steps_per_epoch=cfg.steps_per_epoch, space=space)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)  # only now: a missing dataset must leave no empty run dir behind
     spe = len(loaders.train)
     torch.manual_seed(cfg.seed)
     net = Supernet(space)
