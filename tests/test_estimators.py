@@ -357,7 +357,7 @@ def test_accuracy_predictor_ranks_held_out_archs(tmp_path):
     # a synthetic accuracy: smooth in the encoding plus an interaction, with noise
     X = space.encode_many(archs)
     acc = 0.85 + 0.02 * np.tanh(X @ w / 3) + 0.005 * X[:, 0] * X[:, 1] + rng.normal(0, 0.001, len(archs))
-    pred = AccuracyPredictor.fit(space, archs, acc, holdout=0.25, epochs=40, hidden=32)
+    pred = AccuracyPredictor.fit(space, archs, acc, holdout=0.25, epochs=40, hidden=32, lr=3e-3)
     assert pred.report["holdout_spearman"] > 0.8
     path = pred.save(tmp_path / "acc.json")
     back = AccuracyPredictor.load(path)
