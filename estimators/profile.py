@@ -4,7 +4,8 @@ A profile is a directory:
 - `profile.json`  the space, the device, its fingerprint (+ hash) and the measuring settings;
 - `lut.csv`       one row per distinct block configuration (`space.distinct_block_configs()`, stem and
                   head included): median/IQR/mean/min ms, repeats, calls per sample, raw samples;
-- `networks.csv`  N random whole subnets timed end to end (for the correction model and validation).
+- `networks.csv`  N random whole subnets timed end to end (for the correction model and validation);
+- `lut.parquet`, `networks.parquet`: Parquet copies written when a run ends (fingerprint in the metadata).
 
 Both tables are append-only journals: each measured row is written and fsync'ed at once, so a
 killed run loses at most the row in flight and the next run measures only what is missing.
@@ -15,6 +16,7 @@ passes `allow_stale=True` (`--allow-stale`).
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import time
@@ -368,11 +370,32 @@ def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike
         if bar:
             bar.close()
     prof = Profile.load(out, device=None)
+    if measured or not (out / "lut.parquet").exists():
+        _write_parquet(prof)
     if not allow_stale:
         prof.device = device
     prof.measured_now = measured
     prof.seconds = time.perf_counter() - t_start
     return prof
+
+
+def _write_parquet(prof: Profile) -> None:
+    """Parquet copies of the tables (the CSV journals stay the source of truth), fingerprint in the metadata."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # Parquet is a convenience; the CSVs hold everything
+        return
+    from hwnas._io import atomic_write_bytes
+
+    meta = {b"hwnas.fingerprint": json.dumps(prof.fingerprint).encode(),
+            b"hwnas.fingerprint_hash": prof.fingerprint_hash.encode()}
+    for name, df in (("lut", prof.table), ("networks", prof.networks)):
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        atomic_write_bytes(prof.dir / f"{name}.parquet", sink.getvalue().to_pybytes())
 
 
 def _interleave(blocks: list[BlockConfig], nets: list[Arch]) -> list[tuple[str, Any]]:

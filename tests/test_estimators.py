@@ -127,6 +127,10 @@ def test_profile_has_one_row_per_distinct_config_and_fingerprint(tiny_profile):
     assert meta["fingerprint"] == Device.from_name("cpu").fingerprint()
     assert meta["fingerprint_hash"] == Device.from_name("cpu").fingerprint_hash()
     assert (tiny_profile.table["median_ms"] > 0).all()
+    import pyarrow.parquet as pq
+
+    pt = pq.read_table(tiny_profile.dir / "lut.parquet")
+    assert pt.num_rows == len(want) and pt.schema.metadata[b"hwnas.fingerprint_hash"].decode() == meta["fingerprint_hash"]
     # every arch's blocks are in the table (the first block of a stage takes the previous stage's width)
     lut = tiny_profile.lut()
     for a in space.enumerate():
