@@ -407,3 +407,13 @@ def test_cuda_timing_and_memory():
     meas = measure_peak_memory(build_static(space, a), (1, 1, a.resolution, a.resolution), device="cuda")
     assert meas > 0
 
+
+
+def test_gpu_device_without_cuda_is_a_clear_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for name in ("cuda", "triton"):
+        with pytest.raises(ProfileError, match="needs CUDA"):
+            profile(tiny_space(), name, tmp_path / name, n_networks=1, progress=False)
