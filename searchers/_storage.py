@@ -58,7 +58,7 @@ def open_storage(url: str | None) -> Any:
     backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
     try:
         return optuna.storages.JournalStorage(backend)  # replays the whole journal here
-    except (UnicodeDecodeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
         raise ConfigError(f"journal storage {str(path)!r} is corrupted ({type(e).__name__}: {str(e)[:120]}); "
                           "it is not an Optuna journal file, or was altered") from None
 
