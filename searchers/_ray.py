@@ -123,7 +123,8 @@ def _init_ray(address: str | None, workers: int) -> bool:
             raise ConfigError(f"--ray-address {address!r}: expected 'auto', HOST:PORT or ray://HOST:PORT")
         ray.init(address=address, **kw)
     else:
-        ray.init(num_cpus=max(1, workers), include_dashboard=False, **kw)
+        # A local instance announces itself on 127.0.0.1 (not the machine's LAN address) and has no dashboard.
+        ray.init(num_cpus=max(1, workers), include_dashboard=False, _node_ip_address="127.0.0.1", **kw)
     return True
 
 
