@@ -61,7 +61,6 @@ def bench_inprocess(space, n: int) -> dict:
 
 def bench_ray(space, n: int, seconds: float) -> dict:
     import ray
-
     from hwnas.searchers import search
 
     fn = Sleepy(space.to_dict(), seconds)
@@ -89,7 +88,6 @@ def bench_ray(space, n: int, seconds: float) -> dict:
 def make_big_study(space, n: int, path: Path) -> str:
     """A real Optuna SQLite study with n COMPLETE trials, rows bulk-inserted into Optuna's tables."""
     import optuna
-
     from hwnas.searchers import Budget, make_objective
     from hwnas.searchers._optuna import _distributions
 
@@ -136,7 +134,6 @@ def make_big_study(space, n: int, path: Path) -> str:
 
 def bench_pareto(space, n: int, optuna_compare_max: int = 20_000) -> dict:
     import optuna
-
     from hwnas.searchers import ParetoFront, load_study
 
     tmp = Path(tempfile.mkdtemp(prefix="hwnas-big-"))

@@ -25,9 +25,23 @@ from hwnas.searchers._objectives import (
     parse_objectives,
     register_objective_provider,
 )
-from hwnas.searchers._optuna import SAMPLERS, StudySpec, load_study, make_sampler, search, study_spec
+from hwnas.searchers._optuna import (
+    SAMPLERS,
+    StudySpec,
+    load_study,
+    make_sampler,
+    search,
+    study_spec,
+)
 from hwnas.searchers._storage import open_storage
-from hwnas.searchers.pareto import ParetoFront, Pick, hypervolume, knee_index, nondominated_mask, pareto_ranks
+from hwnas.searchers.pareto import (
+    ParetoFront,
+    Pick,
+    hypervolume,
+    knee_index,
+    nondominated_mask,
+    pareto_ranks,
+)
 
 __all__ = [
     "BASE_METRICS",

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from hwnas.errors import BudgetError, ObjectiveError
-
 from hwnas.searchers._objectives import Objective
 
 __all__ = ["Budget", "parse_budgets"]

@@ -132,7 +132,7 @@ def _pareto(args: argparse.Namespace) -> int:
         return 0
     rows = front.rows(args.budget, sort=args.sort, top=args.top)
     if args.plot:
-        from hwnas.searchers.plots import front_record, draw_front
+        from hwnas.searchers.plots import draw_front, front_record
 
         draw_front(front_record(front, budgets=args.budget), args.plot)
     if args.format == "json":

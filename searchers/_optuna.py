@@ -14,15 +14,20 @@ import math
 import multiprocessing as mp
 import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Arch, Space
-
 from hwnas.searchers._budgets import Budget, parse_budgets
-from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values, make_objective, parse_objectives
+from hwnas.searchers._objectives import (
+    Objective,
+    ObjectiveFn,
+    check_values,
+    make_objective,
+    parse_objectives,
+)
 from hwnas.searchers._storage import open_storage, storage_kind
 
 __all__ = ["SAMPLERS", "make_sampler", "search", "evaluate_trial", "load_study", "study_spec", "StudySpec"]

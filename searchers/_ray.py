@@ -22,7 +22,6 @@ from typing import Any
 
 from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Space
-
 from hwnas.searchers._budgets import Budget
 from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from hwnas.errors import BudgetError, ConfigError, ObjectiveError
-
+from hwnas.errors import BudgetError, ObjectiveError
 from hwnas.searchers._budgets import Budget, parse_budgets
 from hwnas.searchers._objectives import Objective, parse_objectives
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hwnas._io import atomic_write_bytes
 from hwnas.searchers._budgets import Budget, parse_budgets
 from hwnas.searchers.pareto import ParetoFront

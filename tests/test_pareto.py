@@ -11,12 +11,23 @@ import moocore
 import numpy as np
 import optuna
 import pytest
-
 from hwnas.errors import BudgetError
-from hwnas.searchers import ParetoFront, hypervolume, knee_index, nondominated_mask, pareto_ranks, search
+from hwnas.searchers import (
+    ParetoFront,
+    hypervolume,
+    knee_index,
+    nondominated_mask,
+    pareto_ranks,
+    search,
+)
 from hwnas.searchers.pareto import _read_generic, hypervolume_2d
 from hwnas.searchers.plots import (
-    draw_front, draw_hv_curves, draw_pairs, front_record, hv_curve_record, pair_record,
+    draw_front,
+    draw_hv_curves,
+    draw_pairs,
+    front_record,
+    hv_curve_record,
+    pair_record,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.searchers import ParetoFront, load_study, search, study_spec
 
@@ -173,7 +172,6 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, kind):
 
 def test_hwnas_search_cli_then_resume(tmp_path, capsys):
     import yaml
-
     from hwnas.cli import main
 
     space_file = tmp_path / "tiny.yaml"

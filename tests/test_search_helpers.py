@@ -6,7 +6,6 @@ import math
 import time
 
 import numpy as np
-
 from hwnas.search_space import Space
 from hwnas.searchers.pareto import hypervolume
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from hwnas.errors import BudgetError, ObjectiveError
 from hwnas.search_space import Space
 from hwnas.searchers import (
@@ -92,7 +91,6 @@ def test_check_values_rejects_nan_inf_missing_and_non_numbers():
 def test_analytic_params_match_the_static_net_exactly_and_flops_fvcore():
     torch = pytest.importorskip("torch")
     from fvcore.nn import FlopCountAnalysis
-
     from hwnas.supernet import build_static
 
     for name in ("fmnist-mbv3", "fmnist-mixed"):

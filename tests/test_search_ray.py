@@ -15,7 +15,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from hwnas.searchers import ParetoFront, load_study, search
 
 sys.path.insert(0, str(Path(__file__).parent))
