@@ -84,7 +84,7 @@ def block_for_config(space, cfg) -> nn.Module:  # noqa: ANN001 - Space, BlockCon
 def check_block_config(space, cfg, *, batch: int = 1, seed: int = 0, device: str = "cpu", whole: bool = False) -> list[CheckRecord]:  # noqa: ANN001
     """Each kernel of a block's fused version against the PyTorch op it replaces, on the same input;
     with `whole`, also the fused block's forward against the static block's (the fuse check covers that)."""
-    from hwnas.kernels.fuse import FusedBlock, FusedConv, FusedHead, fused_block
+    from hwnas.kernels._fuse import FusedBlock, FusedConv, FusedHead, fused_block
 
     mod = randomize_(block_for_config(space, cfg), seed).to(device)
     fused = fused_block(mod).to(device)
@@ -224,7 +224,7 @@ def check_odd_shapes(*, device: str = "cpu", seed: int = 0) -> list[CheckRecord]
 def check_fuse_archs(space_name: str, *, n_archs: int = 20, batch: int = 1, seed: int = 0, device: str = "cpu",
                      channels_last: bool = False) -> list[CheckRecord]:
     """`fuse(supernet.extract(arch))` against `extract(arch)` on random archs (weights and BN stats randomised)."""
-    from hwnas.kernels.fuse import fuse
+    from hwnas.kernels._fuse import fuse
     from hwnas.search_space import Space
     from hwnas.supernet import Supernet
 

@@ -1,9 +1,35 @@
-"""The weight-sharing supernet: dynamic ops and blocks, `Supernet`, static subnets and export."""
+"""The weight-sharing supernet: dynamic ops and blocks, `Supernet`, static subnets and export.
+
+The names below load on first use (PEP 562), so `import hwnas.supernet` and the `hwnas` CLI
+start without importing torch, triton or optuna.
+"""
 
 from __future__ import annotations
 
-from hwnas.supernet._supernet import Supernet, resize_input
-from hwnas.supernet.export import export, load
-from hwnas.supernet.static import StaticNet, build_static
+import importlib
+from typing import Any
+
+_LAZY = {
+    "StaticNet": ("hwnas.supernet.static", "StaticNet"),
+    "Supernet": ("hwnas.supernet._supernet", "Supernet"),
+    "build_static": ("hwnas.supernet.static", "build_static"),
+    "export": ("hwnas.supernet.export", "export"),
+    "load": ("hwnas.supernet.export", "load"),
+    "resize_input": ("hwnas.supernet._supernet", "resize_input"),
+}
 
 __all__ = ["StaticNet", "Supernet", "build_static", "export", "load", "resize_input"]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        mod, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(mod), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -301,7 +301,7 @@ def fuse(model: nn.Module, *, tf32: bool = False, cuda_graph: bool = False) -> n
     if model.training:
         warnings.warn("fuse: the model is in training mode; BatchNorm is folded with its running statistics", stacklevel=2)
     if not kernels_available():
-        msg = "hwnas.kernels.fuse: no CUDA device (and TRITON_INTERPRET is not set); fused modules run PyTorch ops with BN folded"
+        msg = "hwnas.kernels.fuse(): no CUDA device (and TRITON_INTERPRET is not set); fused modules run PyTorch ops with BN folded"
         log.warning(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
     if all(hasattr(model, a) for a in ("stem", "blocks", "head")):
