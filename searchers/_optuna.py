@@ -168,8 +168,11 @@ def _fail_stale(study: Any) -> int:
 
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: the search stopped while it ran; failed on resume")  # noqa: SLF001
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: the search stopped while it ran; failed on resume")  # noqa: SLF001
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # a live worker finished it meanwhile: it was not stale
         n += 1
     return n
 
@@ -213,6 +216,12 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                 continue
             try:
                 values = evaluate_trial(trial, space, fn, objectives, budgets)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # Another process finished this trial under us (a `--resume` elsewhere marks RUNNING
+                # trials FAIL): it never counts; carry on with the next one instead of crashing.
+                log.warning("trial %d was closed by another process; skipped", trial.number)
+                done = _count(study, C) if shared else done
+                continue
             except ObjectiveError as e:
                 _fail(study, trial, e)
                 fails += 1
@@ -223,7 +232,12 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                 _fail(study, trial, e)
                 raise
             fails = 0
-            study.tell(trial, values)
+            try:
+                study.tell(trial, values)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                log.warning("trial %d was closed by another process; skipped", trial.number)
+                done = _count(study, C) if shared else done
+                continue
             before = done
             done = _count(study, C) if shared else done + 1
             if bar is not None:
@@ -347,7 +361,7 @@ def search(
         run_ray(study, st, space, fn, objs, buds, n_trials, workers=workers, address=ray_address,
                 resources=resources_per_trial, storage_path=ray_storage_path, progress=progress)
     elif workers == 1:
-        _run_local(study, space, fn, objs, buds, n_trials, shared=False, progress=progress)
+        _run_local(study, space, fn, objs, buds, n_trials, shared=kind != "memory", progress=progress)
     else:
         _run_workers(study, space, fn if providers is None else None, providers, dict(provider_options or {}),
                      storage, name, objs, buds, n_trials, sampler, seed, population_size, workers, progress)
