@@ -207,7 +207,8 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                     done = _count(study, C)
                     continue
             trial = study.ask()
-            if shared and _surplus(study, trial.number, n_trials):
+            # _surplus reads every trial: only pay for it when the counts say the slots could be over-asked.
+            if shared and _count(study, C, R) > n_trials and _surplus(study, trial.number, n_trials):
                 # Another worker asked in the same instant and holds the last slot: give this
                 # one back (as FAIL, so it never counts) and re-check.
                 trial.set_user_attr("error", "surplus: n_trials were already complete or running")
