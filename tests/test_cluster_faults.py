@@ -199,6 +199,7 @@ def test_head_going_away_then_resume(tmp_path: Path, ray_tmp: Path) -> None:
             pytest.fail("the driver hung after the Ray head went away")
         assert p.returncode != 0, "a search whose cluster died must not report success"
         assert "DONE" not in out
+        print("driver stderr after the head went away:", *err.strip().splitlines()[-3:], sep="\n  ")
     finally:
         head.stop()
 
