@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from hwnas.errors import (
     ArchError,
     BudgetError,

@@ -126,7 +126,6 @@ def _driver(tmp: Path, address: str, storage: str, n: int, seconds: float, resum
 
 def _complete(storage: str) -> dict[int, dict]:
     import optuna
-
     from hwnas.searchers import load_study
 
     st = load_study("faults", storage)
@@ -155,7 +154,6 @@ def test_worker_killed_mid_trial_search_still_completes(tmp_path: Path, ray_tmp:
         assert p.returncode == 0, err[-4000:]
         assert f"DONE {n}" in out
         import optuna
-
         from hwnas.searchers import load_study
 
         trials = load_study("faults", storage).get_trials()

@@ -149,7 +149,6 @@ def test_kill_profile_mid_table_then_resume(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_kill_search_then_resume(tmp_path: Path, kind: str) -> None:
     import optuna
-
     from hwnas.searchers import load_study
 
     storage = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "s.log")

@@ -35,7 +35,6 @@ def build_big_study(path: Path, n: int = N_BIG, distinct: int = 2000) -> str:
     import sqlite3
 
     import optuna
-
     from hwnas.search_space import Space
     from hwnas.searchers import Budget, make_objective
     from hwnas.searchers._optuna import _distributions
@@ -171,7 +170,6 @@ def test_search_loop_memory_is_flat() -> None:
 @pytest.mark.slow
 def test_two_concurrent_search_processes_share_one_sqlite_storage(tmp_path: Path) -> None:
     import optuna
-
     from hwnas.searchers import load_study
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
