@@ -10,6 +10,14 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "TrainConfig": ("hwnas.supernet.train", "TrainConfig"),
+    "TrainResult": ("hwnas.supernet.train", "TrainResult"),
+    "evaluate": ("hwnas.supernet.bn", "evaluate"),
+    "load_config": ("hwnas.supernet.train", "load_config"),
+    "load_supernet": ("hwnas.supernet.train", "load_supernet"),
+    "recalibrate_bn": ("hwnas.supernet.bn", "recalibrate_bn"),
+    "save_supernet": ("hwnas.supernet.train", "save_supernet"),
+    "train": ("hwnas.supernet.train", "train"),
     "StaticNet": ("hwnas.supernet.static", "StaticNet"),
     "Supernet": ("hwnas.supernet._supernet", "Supernet"),
     "build_static": ("hwnas.supernet.static", "build_static"),
@@ -18,7 +26,22 @@ _LAZY = {
     "resize_input": ("hwnas.supernet._supernet", "resize_input"),
 }
 
-__all__ = ["StaticNet", "Supernet", "build_static", "export", "load", "resize_input"]
+__all__ = [
+    "StaticNet",
+    "Supernet",
+    "TrainConfig",
+    "TrainResult",
+    "build_static",
+    "evaluate",
+    "export",
+    "load",
+    "load_config",
+    "load_supernet",
+    "recalibrate_bn",
+    "resize_input",
+    "save_supernet",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:
