@@ -1,30 +1,45 @@
 """The `hwnas` command line: one subcommand per step of the workflow.
 
-Each component registers its own subcommands from a light `_cli.py` module (heavy imports stay
-inside the handlers, so `hwnas --help` is quick). A user error (`HwnasError`) prints one line
+Each component registers its own subcommands from a light `_cli.py` module, loaded by file path
+so that building the parser runs no package `__init__` (which would import torch, triton or
+optuna): heavy imports stay inside the handlers, and `hwnas --help` is quick. A user error (`HwnasError`) prints one line
 and exits with code 2, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hwnas.errors import HwnasError
 
 __all__ = ["main", "build_parser"]
 
-# Component modules that contribute subcommands through `register(subparsers)`.
+# Files that contribute subcommands through `register(subparsers)`, relative to the package root.
+_ROOT = Path(__file__).resolve().parent
 _COMPONENTS = (
-    "hwnas.search_space._cli",
-    "hwnas.supernet._cli",
-    "hwnas.estimators._cli",
-    "hwnas.kernels._cli",
-    "hwnas.searchers._cli",
-    "hwnas._pipeline_cli",
+    "search_space/_cli.py",
+    "supernet/_cli.py",
+    "estimators/_cli.py",
+    "kernels/_cli.py",
+    "searchers/_cli.py",
+    "_pipeline_cli.py",
 )
+
+
+def _load_cli(rel: str):
+    """Import one `_cli.py` by path under a private name (its package `__init__` does not run)."""
+    name = "hwnas._clis." + rel.removesuffix(".py").replace("/", ".")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 EPILOG = """\
 workflow:
@@ -49,14 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for modname in _COMPONENTS:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name != modname:
-                raise
-            continue
-        mod.register(sub)
+    for rel in _COMPONENTS:
+        if (_ROOT / rel).is_file():
+            _load_cli(rel).register(sub)
     return parser
 
 
@@ -74,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hwnas {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return int(rc or 0)
 
 

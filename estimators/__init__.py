@@ -4,47 +4,20 @@ FLOPs / accuracy predictors, and a few-shot latency path.
     from hwnas.estimators import Device, build_predictors
     prof, lat = build_predictors(space, Device.from_name("cpu"), "results/runs/profiles/fmnist-cpu")
     lat.predict(arch)  # ms
-
-The names below load on first use (PEP 562), so `import hwnas.estimators` and the `hwnas` CLI
-start without importing torch, triton or optuna.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-_LAZY = {
-    "AccuracyPredictor": ("hwnas.estimators.accuracy", "AccuracyPredictor"),
-    "BACKENDS": ("hwnas.estimators.devices", "BACKENDS"),
-    "Device": ("hwnas.estimators.devices", "Device"),
-    "EnergyMeasurement": ("hwnas.estimators.energy", "EnergyMeasurement"),
-    "EnergyPredictor": ("hwnas.estimators.energy", "EnergyPredictor"),
-    "FewShotLatencyPredictor": ("hwnas.estimators.fewshot", "FewShotLatencyPredictor"),
-    "FlopsProxy": ("hwnas.estimators.latency", "FlopsProxy"),
-    "LatencyPredictor": ("hwnas.estimators.latency", "LatencyPredictor"),
-    "MeasureSettings": ("hwnas.estimators.profile", "MeasureSettings"),
-    "MemoryEstimate": ("hwnas.estimators.memory", "MemoryEstimate"),
-    "MemoryModel": ("hwnas.estimators.memory", "MemoryModel"),
-    "PowerModel": ("hwnas.estimators.energy", "PowerModel"),
-    "Profile": ("hwnas.estimators.profile", "Profile"),
-    "Timing": ("hwnas.estimators.measure", "Timing"),
-    "arch_macs": ("hwnas.estimators.flops", "arch_macs"),
-    "arch_params": ("hwnas.estimators.flops", "arch_params"),
-    "available_devices": ("hwnas.estimators.devices", "available_devices"),
-    "build_predictors": ("hwnas.estimators._build", "build_predictors"),
-    "count_fvcore": ("hwnas.estimators.flops", "count_fvcore"),
-    "fingerprint_hash": ("hwnas.estimators.devices", "fingerprint_hash"),
-    "fit_fewshot": ("hwnas.estimators.fewshot", "fit_fewshot"),
-    "measure": ("hwnas.estimators.measure", "measure"),
-    "measure_energy": ("hwnas.estimators.energy", "measure_energy"),
-    "measure_module": ("hwnas.estimators.measure", "measure_module"),
-    "measure_onnx": ("hwnas.estimators.measure", "measure_onnx"),
-    "measure_peak_memory": ("hwnas.estimators.memory", "measure_peak_memory"),
-    "profile": ("hwnas.estimators.profile", "profile"),
-    "profile_on_ray": ("hwnas.estimators.profile", "profile_on_ray"),
-    "time_callable": ("hwnas.estimators.measure", "time_callable"),
-}
+from hwnas.estimators._build import build_predictors
+from hwnas.estimators.accuracy import AccuracyPredictor
+from hwnas.estimators.devices import BACKENDS, Device, available_devices, fingerprint_hash
+from hwnas.estimators.energy import EnergyMeasurement, EnergyPredictor, PowerModel, measure_energy
+from hwnas.estimators.fewshot import FewShotLatencyPredictor, fit_fewshot
+from hwnas.estimators.flops import arch_macs, arch_params, count_fvcore
+from hwnas.estimators.latency import FlopsProxy, LatencyPredictor
+from hwnas.estimators.measure import Timing, measure, measure_module, measure_onnx, time_callable
+from hwnas.estimators.memory import MemoryEstimate, MemoryModel, measure_peak_memory
+from hwnas.estimators.profile import MeasureSettings, Profile, profile, profile_on_ray
 
 __all__ = [
     "AccuracyPredictor",
@@ -77,17 +50,3 @@ __all__ = [
     "profile_on_ray",
     "time_callable",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        mod, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(mod), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

@@ -1,30 +1,20 @@
-"""The weight-sharing supernet: dynamic ops and blocks, `Supernet`, static subnets and export.
-
-The names below load on first use (PEP 562), so `import hwnas.supernet` and the `hwnas` CLI
-start without importing torch, triton or optuna.
-"""
+"""The weight-sharing supernet: dynamic ops and blocks, `Supernet`, static subnets, export,
+training policies and BN recalibration."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-_LAZY = {
-    "TrainConfig": ("hwnas.supernet.train", "TrainConfig"),
-    "TrainResult": ("hwnas.supernet.train", "TrainResult"),
-    "evaluate": ("hwnas.supernet.bn", "evaluate"),
-    "load_config": ("hwnas.supernet.train", "load_config"),
-    "load_supernet": ("hwnas.supernet.train", "load_supernet"),
-    "recalibrate_bn": ("hwnas.supernet.bn", "recalibrate_bn"),
-    "save_supernet": ("hwnas.supernet.train", "save_supernet"),
-    "train": ("hwnas.supernet.train", "train"),
-    "StaticNet": ("hwnas.supernet.static", "StaticNet"),
-    "Supernet": ("hwnas.supernet._supernet", "Supernet"),
-    "build_static": ("hwnas.supernet.static", "build_static"),
-    "export": ("hwnas.supernet.export", "export"),
-    "load": ("hwnas.supernet.export", "load"),
-    "resize_input": ("hwnas.supernet._supernet", "resize_input"),
-}
+from hwnas.supernet._supernet import Supernet, resize_input
+from hwnas.supernet.bn import evaluate, recalibrate_bn
+from hwnas.supernet.export import export, load
+from hwnas.supernet.static import StaticNet, build_static
+from hwnas.supernet.train import (
+    TrainConfig,
+    TrainResult,
+    load_config,
+    load_supernet,
+    save_supernet,
+    train,
+)
 
 __all__ = [
     "StaticNet",
@@ -42,17 +32,3 @@ __all__ = [
     "save_supernet",
     "train",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        mod, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(mod), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
