@@ -96,6 +96,12 @@ def _search(args: argparse.Namespace) -> int:
         return 0
     objectives = ",".join(args.objective) if args.objective else "flops,params:max"
     runner = "ray" if args.ray_address else "optuna"
+    if runner == "ray" and args.storage:
+        # If the Ray head goes away, Ray ends this process itself (no exception reaches us to print
+        # the resume command then), so say it up front.
+        cmd = ["hwnas", *(a for a in sys.argv[1:] if a != "--resume"), "--resume"]
+        print(f"trials are stored in {args.storage}; if the Ray cluster goes away, resume with:\n  {shlex.join(cmd)}",
+              file=sys.stderr, flush=True)
     try:
         study = search(
             args.space, args.provider, objectives=objectives, budgets=args.budget, n_trials=args.trials,
@@ -107,7 +113,7 @@ def _search(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         if args.storage:
-            cmd = [a for a in sys.argv if a != "--resume"] + ["--resume"]
+            cmd = ["hwnas", *(a for a in sys.argv[1:] if a != "--resume"), "--resume"]
             print(f"interrupted; completed trials are stored. Resume with:\n  {shlex.join(cmd)}", file=sys.stderr)
         raise
     front = ParetoFront.from_study(study)
