@@ -114,13 +114,29 @@ def _init_ray(address: str | None, workers: int) -> bool:
     import ray
 
     if ray.is_initialized():
-        return False
+        # Reuse a live connection only when it is the one asked for: a driver left connected to
+        # another (or a dead) cluster by earlier work in this process must not receive the trials.
+        try:
+            current = ray.get_runtime_context().gcs_address
+        except Exception:  # noqa: BLE001 - a broken connection has no usable address
+            current = None
+        if not address or address == "auto" or current == address:
+            return False
+        ray.shutdown()
     kw: dict[str, Any] = {"runtime_env": {"env_vars": dict(_ENV)}, "log_to_driver": False,
                           "ignore_reinit_error": True}
     if address:
         if address != "auto" and ":" not in address and not address.startswith("ray://"):
             raise ConfigError(f"--ray-address {address!r}: expected 'auto', HOST:PORT or ray://HOST:PORT")
-        ray.init(address=address, **kw)
+        if address.split(":")[0] in ("127.0.0.1", "localhost"):
+            # The driver must look for its raylet on loopback too, not on the machine's LAN address.
+            kw["_node_ip_address"] = "127.0.0.1"
+        stale = os.environ.pop("RAY_ADDRESS", None) if address != "auto" else None
+        try:
+            ray.init(address=address, **kw)
+        finally:
+            if stale is not None:
+                os.environ["RAY_ADDRESS"] = stale
     else:
         # A local instance announces itself on 127.0.0.1 (not the machine's LAN address) and has no dashboard.
         ray.init(num_cpus=max(1, workers), include_dashboard=False, _node_ip_address="127.0.0.1", **kw)

@@ -94,7 +94,8 @@ def test_ray_constrained_search_two_concurrent_trials_then_resume(ray_head, tmp_
     runs = tmp_path / "ray_runs"
     kw = dict(objectives="flops,params:max", budgets="params<=3e4", storage=url, study_name="r",
               runner="ray", workers=2, ray_address=ray_head, ray_storage_path=str(runs), seed=0)
-    study = search(small_space(), SlowCost(SMALL, 0.5), n_trials=6, **kw)
+    # 1 s trials: even on a loaded machine the second worker is up before the first drains the queue
+    study = search(small_space(), SlowCost(SMALL, 1.0), n_trials=6, **kw)
 
     s = load_study("r", url)
     done = [t for t in s.trials if t.state == C]
