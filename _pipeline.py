@@ -27,12 +27,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hwnas._io import atomic_write_json, atomic_write_text, read_json
 from hwnas.errors import ConfigError
 
@@ -236,7 +235,6 @@ class PredictorObjective:
 def run(cfg: RunConfig, *, force: Sequence[str] = (), stop_after: str | None = None, progress: bool = True) -> Path:
     """Run (or resume) the whole main job; returns the run directory."""
     import torch
-
     from hwnas.search_space import Space
 
     for s in force:
@@ -393,10 +391,9 @@ def _latency_predictors(ctx: dict[str, Any]) -> dict[str, Any]:
 def _stage_accuracy(ctx: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
     import torch
-    from tqdm import tqdm
-
     from hwnas.estimators import AccuracyPredictor
     from hwnas.supernet.bn import evaluate
+    from tqdm import tqdm
 
     cfg, space = ctx["cfg"], ctx["space"]
     net = _supernet(ctx)
@@ -465,7 +462,6 @@ def study_storage(run_dir: Path) -> str:
 
 def _stage_search(ctx: dict[str, Any]) -> dict[str, Any]:
     import optuna
-
     from hwnas.searchers import ParetoFront, search
 
     cfg, space, run_dir = ctx["cfg"], ctx["space"], ctx["run_dir"]
@@ -516,7 +512,6 @@ def _plot_pareto(front: Any, cfg: RunConfig, path: Path, exported: list[dict[str
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from hwnas.searchers.pareto import nondominated_mask
 
     all_df = front.to_frame(all_trials=True)
@@ -571,7 +566,6 @@ def export_pick(
 ) -> dict[str, Any]:
     """Extract `arch`, recalibrate BN, measure test accuracy and latency/memory, export with both metric sets."""
     import torch
-
     from hwnas.estimators import Device, MemoryModel, measure
     from hwnas.estimators.flops import arch_macs, arch_params
     from hwnas.supernet import export
@@ -712,7 +706,6 @@ def _plot_predicted_vs_measured(ctx: dict[str, Any], path: Path) -> None:
 
 def _machine() -> dict[str, Any]:
     import torch
-
     from hwnas.estimators.devices import cpu_model
     from hwnas.supernet.export import versions
 

@@ -22,10 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-
 from hwnas._io import atomic_write_json
 from hwnas.search_space import Space, make_divisible
 

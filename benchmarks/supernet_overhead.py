@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
-
 from hwnas._io import atomic_write_json
 from hwnas.search_space import Space
 from hwnas.supernet import Supernet

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from hwnas.errors import SpaceError
@@ -19,7 +19,7 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: str) -> Space:
     return Space.from_yaml(path)
 

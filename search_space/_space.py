@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hwnas.errors import ArchError, SpaceError
 from hwnas.search_space._arch import BLOCK_KINDS, Arch, BlockArch, StageArch
 

@@ -12,11 +12,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from hwnas.search_space import Arch, Space, as_random
 from hwnas.supernet.blocks import DynamicHead, make_dynamic_block
 from hwnas.supernet.static import ConvBNAct, StaticNet, stage_has_expand
+from torch import nn
 
 __all__ = ["Supernet", "resize_input"]
 

@@ -9,11 +9,16 @@ that smaller expand ratios keep the most important ones (Once-for-All).
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from hwnas.search_space import mid_channels, se_channels
 from hwnas.supernet import static as S
-from hwnas.supernet.ops import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, build_act
+from hwnas.supernet.ops import (
+    DynamicBatchNorm2d,
+    DynamicConv2d,
+    DynamicLinear,
+    DynamicSE,
+    build_act,
+)
+from torch import nn
 
 __all__ = ["DynamicMBConv", "DynamicFusedMBConv", "DynamicConvBlock", "DynamicHead", "make_dynamic_block"]
 

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
 from hwnas._io import atomic_dir
 from hwnas.errors import CheckpointError
 from hwnas.search_space import Arch, Space
 from hwnas.supernet._supernet import Supernet
 from hwnas.supernet.static import StaticNet, build_static
+from torch import nn
 
 __all__ = ["FORMATS", "export", "load", "read_info", "versions"]
 

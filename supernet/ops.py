@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from hwnas.search_space import se_channels
+from torch import nn
 
 __all__ = [
     "build_act",

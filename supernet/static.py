@@ -7,10 +7,9 @@ Switched-off parts are `nn.Identity`, so each `forward` reads straight down.
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from hwnas.search_space import Arch, Space, mid_channels, se_channels
 from hwnas.supernet.ops import HSigmoid, build_act
+from torch import nn
 
 __all__ = ["ConvBNAct", "SqueezeExcite", "MBConv", "FusedMBConv", "ConvBlock", "Head", "StaticNet", "build_static", "stage_has_expand"]
 

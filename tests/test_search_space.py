@@ -6,11 +6,10 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from hwnas.errors import ArchError, SpaceError
 from hwnas.search_space import Arch, Space, available_presets, ofa_arch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 PRESETS = ["ofa-mbv3", "fmnist-mbv3", "fmnist-mixed"]
 
@@ -39,12 +38,12 @@ def test_presets_are_listed_and_load():
 def test_ofa_space_matches_once_for_all():
     s = Space.preset("ofa-mbv3")
     assert s.resolutions == tuple(range(128, 225, 4))
-    assert [st.widths[0] for st in s.stages] == [16, 24, 40, 80, 112, 160]
-    assert [st.stride for st in s.stages] == [1, 2, 2, 2, 1, 2]
-    assert [st.se for st in s.stages] == [False, False, True, False, True, True]
-    assert [st.act for st in s.stages] == ["relu", "relu", "relu", "hswish", "hswish", "hswish"]
-    for st in s.stages[1:]:
-        assert st.depths == (2, 3, 4) and st.kernels == (3, 5, 7) and st.expands == (3, 4, 6)
+    assert [stg.widths[0] for stg in s.stages] == [16, 24, 40, 80, 112, 160]
+    assert [stg.stride for stg in s.stages] == [1, 2, 2, 2, 1, 2]
+    assert [stg.se for stg in s.stages] == [False, False, True, False, True, True]
+    assert [stg.act for stg in s.stages] == ["relu", "relu", "relu", "hswish", "hswish", "hswish"]
+    for stg in s.stages[1:]:
+        assert stg.depths == (2, 3, 4) and stg.kernels == (3, 5, 7) and stg.expands == (3, 4, 6)
     # (9^2 + 9^3 + 9^4)^5 block choices, times 25 resolutions
     assert s.size() == (9**2 + 9**3 + 9**4) ** 5 * 25
 
@@ -82,8 +81,8 @@ def test_min_max_are_extremes():
     s = Space.preset("fmnist-mbv3")
     mn, mx = s.min_arch(), s.max_arch()
     assert mn.resolution == min(s.resolutions) and mx.resolution == max(s.resolutions)
-    assert mn.depths == tuple(min(st.depths) for st in s.stages)
-    assert mx.depths == tuple(max(st.depths) for st in s.stages)
+    assert mn.depths == tuple(min(stg.depths) for stg in s.stages)
+    assert mx.depths == tuple(max(stg.depths) for stg in s.stages)
 
 
 def test_tiny_space_size_matches_enumeration():

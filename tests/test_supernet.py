@@ -5,7 +5,6 @@ import random
 import numpy as np
 import pytest
 import torch
-
 from hwnas.errors import CheckpointError
 from hwnas.search_space import Space
 from hwnas.supernet import StaticNet, Supernet, export, load
