@@ -48,6 +48,9 @@ def ray_head():
          "--temp-dir", str(tmp), "--dashboard-port", str(_port()),
          "--min-worker-port", "21000", "--max-worker-port", "21100"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        # Auth mode fixed for head and driver alike: Ray reads it once per process, at first import,
+        # so a token file or an earlier test's Ray import must not split them (as in test_estimators_cluster).
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
     )
     try:
         deadline = time.time() + 120
@@ -81,9 +84,10 @@ def _max_overlap(intervals):
     return best
 
 
-def test_ray_constrained_search_two_concurrent_trials_then_resume(ray_head, tmp_path):
+def test_ray_constrained_search_two_concurrent_trials_then_resume(ray_head, tmp_path, monkeypatch):
     from hwnas.searchers._ray import _auth_env
 
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the head (an explicit mode is never overridden)
     _auth_env(ray_head)  # before Ray is first imported
     import ray.cloudpickle
     import test_search_helpers
