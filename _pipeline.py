@@ -172,12 +172,10 @@ def _hash(obj: Any) -> str:
 class _Stages:
     """Stamps in run_dir/stages/<name>.json: a stage is done when its stamp's key matches."""
 
-    def __init__(self, run_dir: Path, cfg: RunConfig, *, force: Sequence[str] = ()):
+    def __init__(self, run_dir: Path, *, force: Sequence[str] = ()):
         self.dir = run_dir / "stages"
-        self.cfg = cfg
         self.force = set(force)
         self.keys: dict[str, str] = {}
-        self.timings: dict[str, float] = {}
         self.ran: set[str] = set()  # stages run by this invocation: everything after them re-runs
 
     def key(self, name: str, deps: Mapping[str, Any]) -> str:
@@ -197,7 +195,6 @@ class _Stages:
         return stamp.get("summary") if stamp.get("key") == key else None
 
     def finish(self, name: str, key: str, summary: Mapping[str, Any], seconds: float) -> None:
-        self.timings[name] = seconds
         self.ran.add(name)
         atomic_write_json(self.dir / f"{name}.json", {"stage": name, "key": key, "seconds": seconds,
                                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": dict(summary)})
@@ -246,7 +243,7 @@ def run(cfg: RunConfig, *, force: Sequence[str] = (), stop_after: str | None = N
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", cfg.to_dict())
-    stages = _Stages(run_dir, cfg, force=force)
+    stages = _Stages(run_dir, force=force)
     torch.set_num_threads(max(1, min(os.cpu_count() or 1, 8)))
     ctx: dict[str, Any] = {"cfg": cfg, "space": space, "run_dir": run_dir, "progress": progress, "summaries": {}}
     t_all = time.perf_counter()
@@ -271,7 +268,6 @@ def run(cfg: RunConfig, *, force: Sequence[str] = (), stop_after: str | None = N
             continue
         _say(f"[{i}/{len(steps)}] {name} ...")
         t0 = time.perf_counter()
-        ctx["stage_seconds"] = {**{k: v.get("_seconds", 0.0) for k, v in ctx["summaries"].items()}}
         summary = fn(ctx)
         dt = time.perf_counter() - t0
         summary["_seconds"] = dt
@@ -333,6 +329,7 @@ def _stage_train(ctx: dict[str, Any]) -> dict[str, Any]:
 
 # ---- 2. profile ----------------------------------------------------------------------------------
 def _stage_profile(ctx: dict[str, Any]) -> dict[str, Any]:
+    import pandas as pd
     from hwnas.estimators import Device, build_predictors, measure
     from hwnas.estimators.latency import spearman, within
 
@@ -348,13 +345,9 @@ def _stage_profile(ctx: dict[str, Any]) -> dict[str, Any]:
         # Held-out validation: archs never used to fit the correction, measured now end to end.
         val_path = d / "validation.csv"
         if val_path.is_file():
-            import pandas as pd
-
             vdf = pd.read_csv(val_path)
             meas = vdf["measured_ms"].to_numpy()
         else:
-            import pandas as pd
-
             timings = [measure(a, dev, space=space) for a in rng_archs]
             meas = np.array([t.min_ms for t in timings])  # the statistic the predictors are fitted on
             vdf = pd.DataFrame({"arch": [str(a) for a in rng_archs], "measured_ms": meas,
@@ -421,7 +414,7 @@ def _stage_accuracy(ctx: dict[str, Any]) -> dict[str, Any]:
     pred.save(ctx["run_dir"] / "accuracy_predictor.json")
     rep = _jsonable(pred.report)
     _say(f"    accuracy predictor: {rep}")
-    return {"pairs": len(df), "val_images": val_size(val), "min_acc": float(df["val_accuracy"].min()),
+    return {"pairs": len(df), "val_images": min(cfg.val_images, loaders.val.num_images), "min_acc": float(df["val_accuracy"].min()),
             "max_acc": float(df["val_accuracy"].max()), "predictor": rep}
 
 
@@ -439,10 +432,6 @@ class _limit:
             take = min(len(y), self.n - seen)
             seen += take
             yield x[:take], y[:take]
-
-
-def val_size(val: _limit) -> int:
-    return sum(len(y) for _, y in val)
 
 
 # ---- 4. search -----------------------------------------------------------------------------------
@@ -803,10 +792,6 @@ def _has_tabulate() -> bool:
 
 def _jsonable(o: Any) -> Any:
     return json.loads(json.dumps(o, default=lambda x: x.item() if hasattr(x, "item") else str(x)))
-
-
-def main_cli_hint(cfg_path: str | None) -> str:
-    return f"hwnas run --config {cfg_path}" if cfg_path else "hwnas run"
 
 
 if __name__ == "__main__":  # pragma: no cover
