@@ -3,7 +3,7 @@
 - `depthwise_conv`: depthwise kxk conv, BN folded, activation fused, NCHW or channels-last.
 - `conv_gemm`: 1x1 (and dense kxk) conv as an implicit GEMM, BN folded, activation, residual,
   SE gate and pooling fused.
-- `se_gate` / `se_scale`: the squeeze-and-excitation excitation in one launch.
+- `se_gate` / `se_scale`: the squeeze-and-excitation excitation in two short launches, and the gate multiply.
 - `fuse(model)` / `fused_block(block)`: swap a static subnet's blocks for fused-kernel modules.
 """
 

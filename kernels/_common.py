@@ -18,6 +18,8 @@ __all__ = [
     "batch_regime",
     "autotune_enabled",
     "tuned",
+    "Launcher",
+    "fast_launch_enabled",
 ]
 
 # Activation codes passed to kernels as a constexpr: one compiled variant per activation.
@@ -114,3 +116,84 @@ def _quick_bench(kernel_call, quantiles):  # noqa: ANN001 - the autotuner's do_b
 def tuned(fn, configs: list, key: list[str], reset_to_zero: list[str] | None = None):  # noqa: ANN001, ANN201
     """`triton.autotune` over `configs` with a short timing loop; one tuner per batch regime."""
     return triton.autotune(configs=configs, key=key, reset_to_zero=reset_to_zero, do_bench=_quick_bench)(fn)
+
+
+def fast_launch_enabled() -> bool:
+    """False when HWNAS_KERNELS_FAST_LAUNCH=0: every launch goes through Triton's JIT entry point."""
+    return os.environ.get("HWNAS_KERNELS_FAST_LAUNCH", "1") != "0"
+
+
+def _launch_signature(regime: str, args: tuple, consts: dict) -> tuple:
+    # Everything Triton specialises a compiled kernel on: every int (values 1 and multiples of
+    # 16 are specialised), each tensor's dtype, device and 16-byte alignment, the constexprs.
+    parts: list = [regime, autotune_enabled()]
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            parts.append((a.dtype, a.device, a.data_ptr() % 16 == 0))
+        else:
+            parts.append(a)
+    parts.extend(consts.items())
+    return tuple(parts)
+
+
+class Launcher:
+    """Launches one `@triton.jit` kernel with a family of configs per batch regime.
+
+    The first launch of an argument signature (shapes, strides, dtypes, alignment, constexprs,
+    and the grid where it is given as a tuple)
+    goes through Triton's entry point: specialise, autotune, compile. It returns the compiled
+    kernel, and the launcher keeps it with its grid and the chosen config, so later launches of
+    that signature call the compiled kernel directly. At batch 1 a block is a handful of short
+    kernels and Triton's Python entry point (argument binding, specialisation key, autotuner
+    lookup: tens of microseconds per launch) costs more than the kernels run; the direct call
+    costs a few microseconds. HWNAS_KERNELS_FAST_LAUNCH=0 turns the shortcut off.
+
+    `args` are the kernel's runtime arguments in signature order; the constexprs follow them in
+    the signature and are given by name in `consts` (the config's block sizes complete them).
+    """
+
+    def __init__(
+        self, fn, small: list | None = None, large: list | None = None,  # noqa: ANN001
+        key: list[str] | None = None, reset_to_zero: list[str] | None = None,
+    ):
+        self.fn = fn
+        self.configs = {"small": small, "large": large} if small and large else {}
+        self.tuners = {r: tuned(fn, c, key or [], reset_to_zero) for r, c in self.configs.items()}
+        self.plans: dict[tuple, tuple] = {}
+
+    def __call__(self, regime: str | None, grid, args: tuple, consts: dict, **options) -> None:  # noqa: ANN001, ANN003
+        """Launch. `regime` 'small'/'large' picks the config family; None: untuned, `consts` holds
+        every constexpr, `grid` is a tuple and `options` (num_warps, ...) go to Triton as given."""
+        fast = fast_launch_enabled()
+        if fast:
+            sig = _launch_signature(regime, args, consts)
+            if regime is None:
+                # a fixed grid may depend on sizes that are no kernel argument (e.g. the batch of
+                # a kernel launched once per sample), so it is part of the signature
+                sig += (tuple(grid),)
+            plan = self.plans.get(sig)
+            if plan is not None:
+                plan[0](*args, *plan[1])
+                return
+        if regime is None:
+            compiled = self.fn[grid](*args, **consts, **options)
+            cfg, fixed = triton.Config({}), grid
+            grid = lambda meta: fixed  # noqa: E731
+        elif autotune_enabled():
+            tuner = self.tuners[regime]
+            compiled = tuner[grid](*args, **consts)
+            cfg = tuner.best_config
+        else:
+            cfg = self.configs[regime][0]
+            compiled = self.fn[grid(cfg.kwargs)](
+                *args, **consts, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages
+            )
+        if not fast:
+            return
+        meta = {**consts, **cfg.kwargs}
+        names = self.fn.arg_names[len(args):]
+        # only a compiled kernel we know how to call directly gets a plan; anything else (another
+        # Triton version's return value) keeps taking the entry point
+        if hasattr(compiled, "__getitem__") and hasattr(compiled, "function") and all(n in meta for n in names):
+            g = tuple(grid(meta))
+            self.plans[sig] = (compiled[g + (1,) * (3 - len(g))], tuple(meta[n] for n in names))

@@ -2,7 +2,7 @@
 for modules that run the fused Triton kernels.
 
 A fused MBConv runs as: 1x1 expand GEMM (+bias+act) -> depthwise (+bias+act, + SE pool in its
-epilogue) -> SE gate (one launch) -> 1x1 project GEMM (SE gate in its prologue, residual in its
+epilogue) -> SE gate (two short launches) -> 1x1 project GEMM (SE gate in its prologue, residual in its
 epilogue). Eager PyTorch needs 9 launches without SE and about 17 with it.
 
 Backends: a fused module launches Triton kernels when its input is a CUDA tensor, or a CPU tensor
@@ -122,7 +122,7 @@ class FusedConv(nn.Module):
 
 
 class FusedSE(nn.Module):
-    """The excitation half of SE (FC -> ReLU -> FC -> hsigmoid) from channel sums; one launch."""
+    """The excitation half of SE (FC -> ReLU -> FC -> hsigmoid) from channel sums; two short launches."""
 
     def __init__(self, se: nn.Module):
         super().__init__()

@@ -15,13 +15,12 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 from hwnas.kernels._common import (
+    Launcher,
     _act,
     act_code,
     apply_act_ref,
-    autotune_enabled,
     batch_regime,
     interpreting,
-    tuned,
 )
 
 __all__ = ["depthwise_ref", "depthwise_conv", "check_depthwise", "bench_depthwise", "prepare_depthwise_weight"]
@@ -105,8 +104,7 @@ _LARGE = [
     triton.Config({"BLOCK_P": 32, "BLOCK_C": 64}, num_warps=4),  # wide channel runs: NHWC
 ]
 _KEY = ["N", "C", "OH", "OW", "K", "STRIDE", "sxc", "POOL"]
-_dw_small = tuned(_dw_kernel, _SMALL, _KEY, ["pool_ptr"])
-_dw_large = tuned(_dw_kernel, _LARGE, _KEY, ["pool_ptr"])
+_launch = Launcher(_dw_kernel, _SMALL, _LARGE, _KEY, ["pool_ptr"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,13 +150,8 @@ def depthwise_conv(
         grid = (triton.cdiv(oh * ow, bp), triton.cdiv(c, bc), n)
         _dw_kernel[grid](*args, **consts, BLOCK_P=bp, BLOCK_C=bc)
     else:
-        small = batch_regime(n, oh * ow) == "small"
         grid = lambda meta: (triton.cdiv(oh * ow, meta["BLOCK_P"]), triton.cdiv(c, meta["BLOCK_C"]), n)  # noqa: E731
-        if autotune_enabled():
-            (_dw_small if small else _dw_large)[grid](*args, **consts)
-        else:
-            cfg = (_SMALL if small else _LARGE)[0]
-            _dw_kernel[grid(cfg.kwargs)](*args, **consts, **cfg.kwargs, num_warps=cfg.num_warps)
+        _launch(batch_regime(n, oh * ow), grid, args, consts)
     return y
 
 

@@ -16,13 +16,12 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 from hwnas.kernels._common import (
+    Launcher,
     _act,
     act_code,
     apply_act_ref,
-    autotune_enabled,
     batch_regime,
     interpreting,
-    tuned,
 )
 
 __all__ = ["conv_gemm_ref", "conv_gemm", "prepare_gemm_weight", "check_conv_gemm", "bench_pointwise"]
@@ -122,6 +121,9 @@ _SMALL = [
     triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=2, num_stages=2),
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=2),
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
+    # skinny GEMMs (7x7 maps or the head's single pixel, hundreds of input channels): narrow
+    # tiles double the programs, a deeper K step halves the loop
+    triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 64}, num_warps=2, num_stages=3),
 ]
 _LARGE = [
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
@@ -129,8 +131,7 @@ _LARGE = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
 ]
 _KEY = ["N", "CIN", "COUT", "OH", "OW", "K", "STRIDE", "sxc", "POOL", "HAS_GATE"]
-_gemm_small = tuned(_conv_gemm_kernel, _SMALL, _KEY, ["pool_ptr"])
-_gemm_large = tuned(_conv_gemm_kernel, _LARGE, _KEY, ["pool_ptr"])
+_launch = Launcher(_conv_gemm_kernel, _SMALL, _LARGE, _KEY, ["pool_ptr"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,13 +200,8 @@ def conv_gemm(
         grid = (triton.cdiv(oh * ow, bm), triton.cdiv(cout, bn), n)
         _conv_gemm_kernel[grid](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     else:
-        small = batch_regime(n, oh * ow) == "small"
         grid = lambda meta: (triton.cdiv(oh * ow, meta["BLOCK_M"]), triton.cdiv(cout, meta["BLOCK_N"]), n)  # noqa: E731
-        if autotune_enabled():
-            (_gemm_small if small else _gemm_large)[grid](*args, **consts)
-        else:
-            cfg = (_SMALL if small else _LARGE)[0]
-            _conv_gemm_kernel[grid(cfg.kwargs)](*args, **consts, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        _launch(batch_regime(n, oh * ow), grid, args, consts)
     return y if store else None
 
 

@@ -4,7 +4,8 @@ SE is pool -> 1x1 reduce + ReLU -> 1x1 expand -> hard-sigmoid gate -> x * gate. 
 ops that is seven launches and two extra passes over the activation. Here:
 - the pool is the epilogue of the conv that produces x (`depthwise_conv(..., pool=buf)` or
   `conv_gemm(..., pool=buf)` sum their tiles into an (N, C) buffer with atomics);
-- `se_gate` runs both small FCs and the gate in one launch, one program per sample;
+- `se_gate` runs the two small FCs as two launches (reduce + ReLU, expand + hard-sigmoid gate),
+  each spreading its weight rows over programs so that no single SM streams a whole weight matrix;
 - the multiply by the gate is the prologue of the following 1x1 projection (`conv_gemm(gate=)`),
   or, where no GEMM follows (a regular conv block), `se_scale` applies it together with the
   residual add in one elementwise pass.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from hwnas.kernels._common import _act, interpreting
+from hwnas.kernels._common import Launcher, _act, interpreting
 
 __all__ = ["se_gate_ref", "se_gate", "se_scale_ref", "se_scale", "check_se", "bench_se"]
 
@@ -40,30 +41,49 @@ def se_scale_ref(y: torch.Tensor, gate: torch.Tensor, residual: torch.Tensor | N
 # 2. Triton kernels
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _se_gate_kernel(
-    pool_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, gate_ptr,
+def _se_reduce_kernel(
+    pool_ptr, w1_ptr, b1_ptr, h_ptr,
     C, MID, inv_hw,
-    BLOCK_C: tl.constexpr, BLOCK_MID: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    # One program per sample: both FCs are tiny (MID = C/4), a launch per FC would cost more
-    # than the arithmetic.
-    n = tl.program_id(0)
-    offs_mid = tl.arange(0, BLOCK_MID)
-    mask_mid = offs_mid < MID
-    h = tl.zeros((BLOCK_MID,), dtype=tl.float32)
+    # h[n, r] = relu(sum_c W1[r, c] * mean[n, c] + b1[r]) for BLOCK_R rows r of one sample. The
+    # rows are spread over programs: one program per sample would stream all of W1 (C x C/4,
+    # ~1 MB at 960 channels) through a single SM.
+    pid_r = tl.program_id(0)
+    n = tl.program_id(1)
+    offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    mask_r = offs_r < MID
+    acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, C, BLOCK_C):
         offs_c = c0 + tl.arange(0, BLOCK_C)
         mask_c = offs_c < C
-        p = tl.load(pool_ptr + n * C + offs_c, mask=mask_c, other=0.0) * inv_hw
-        w1 = tl.load(w1_ptr + offs_mid[:, None] * C + offs_c[None, :], mask=mask_mid[:, None] & mask_c[None, :], other=0.0)
-        h += tl.sum(w1 * p[None, :], axis=1)
-    h = tl.maximum(h + tl.load(b1_ptr + offs_mid, mask=mask_mid, other=0.0), 0.0)
-    for c0 in range(0, C, BLOCK_C):
-        offs_c = c0 + tl.arange(0, BLOCK_C)
-        mask_c = offs_c < C
-        w2 = tl.load(w2_ptr + offs_c[:, None] * MID + offs_mid[None, :], mask=mask_c[:, None] & mask_mid[None, :], other=0.0)
-        g = tl.sum(w2 * h[None, :], axis=1) + tl.load(b2_ptr + offs_c, mask=mask_c, other=0.0)
-        tl.store(gate_ptr + n * C + offs_c, _act(g, 5), mask=mask_c)
+        p = tl.load(pool_ptr + n * C + offs_c, mask=mask_c, other=0.0)
+        w = tl.load(w1_ptr + offs_r[:, None] * C + offs_c[None, :], mask=mask_r[:, None] & mask_c[None, :], other=0.0)
+        acc += tl.sum(w * p[None, :], axis=1)
+    h = tl.maximum(acc * inv_hw + tl.load(b1_ptr + offs_r, mask=mask_r, other=0.0), 0.0)
+    tl.store(h_ptr + n * MID + offs_r, h, mask=mask_r)
+
+
+@triton.jit
+def _se_expand_kernel(
+    h_ptr, w2_ptr, b2_ptr, gate_ptr,
+    C, MID,
+    BLOCK_R: tl.constexpr, BLOCK_MID: tl.constexpr,
+):
+    # gate[n, c] = hsigmoid(sum_r W2[c, r] * h[n, r] + b2[c]) for BLOCK_R channels c of one sample.
+    pid_c = tl.program_id(0)
+    n = tl.program_id(1)
+    offs_c = pid_c * BLOCK_R + tl.arange(0, BLOCK_R)
+    mask_c = offs_c < C
+    acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    for m0 in range(0, MID, BLOCK_MID):
+        offs_m = m0 + tl.arange(0, BLOCK_MID)
+        mask_m = offs_m < MID
+        h = tl.load(h_ptr + n * MID + offs_m, mask=mask_m, other=0.0)
+        w = tl.load(w2_ptr + offs_c[:, None] * MID + offs_m[None, :], mask=mask_c[:, None] & mask_m[None, :], other=0.0)
+        acc += tl.sum(w * h[None, :], axis=1)
+    g = acc + tl.load(b2_ptr + offs_c, mask=mask_c, other=0.0)
+    tl.store(gate_ptr + n * C + offs_c, _act(g, 5), mask=mask_c)
 
 
 @triton.jit
@@ -90,6 +110,11 @@ def _se_scale_kernel(
     tl.store(out_ptr + n * son + offs_c[None, :] * soc + (ph * soh + pw * sow)[:, None], out, mask=mask)
 
 
+_launch_reduce = Launcher(_se_reduce_kernel)
+_launch_expand = Launcher(_se_expand_kernel)
+_launch_scale = Launcher(_se_scale_kernel)
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. Host wrappers
 # ---------------------------------------------------------------------------------------------
@@ -99,13 +124,16 @@ def se_gate(pool_sum: torch.Tensor, hw: int, w1: torch.Tensor, b1: torch.Tensor,
     mid = w1.shape[0]
     if w1.shape != (mid, c) or w2.shape != (c, mid):
         raise ValueError(f"SE weights {tuple(w1.shape)}, {tuple(w2.shape)} do not fit C={c}")
+    h = torch.empty((n, mid), device=pool_sum.device, dtype=torch.float32)
     gate = torch.empty_like(pool_sum)
-    bmid = max(16, triton.next_power_of_2(mid))
-    # keep the (BLOCK_MID x BLOCK_C) weight tile near 8K elements so it stays in registers
-    bc = max(16, min(triton.next_power_of_2(c), 8192 // bmid))
-    if interpreting():
-        bc = max(16, min(triton.next_power_of_2(c), 1024))
-    _se_gate_kernel[(n,)](pool_sum, w1, b1, w2, b2, gate, c, mid, 1.0 / hw, BLOCK_C=bc, BLOCK_MID=bmid, num_warps=4)
+    if interpreting():  # the interpreter runs each program in numpy: few, wide programs
+        rows, cols = 64, 1024
+    else:  # rows per program: enough programs to spread W1 / W2 over SMs at batch 1
+        rows, cols = 16, 128
+    _launch_reduce(None, (triton.cdiv(mid, rows), n), (pool_sum, w1, b1, h, c, mid, 1.0 / hw),
+                   dict(BLOCK_R=rows, BLOCK_C=min(cols, max(16, triton.next_power_of_2(c)))), num_warps=4)
+    _launch_expand(None, (triton.cdiv(c, rows), n), (h, w2, b2, gate, c, mid),
+                   dict(BLOCK_R=rows, BLOCK_MID=min(cols, max(16, triton.next_power_of_2(mid)))), num_warps=4)
     return gate
 
 
@@ -119,9 +147,9 @@ def se_scale(y: torch.Tensor, gate: torch.Tensor, residual: torch.Tensor | None 
     else:
         bp, bc = 32, 32
     grid = (triton.cdiv(h * w, bp), triton.cdiv(c, bc), n)
-    _se_scale_kernel[grid](
-        y, gate, res, out, c, h * w, w, *y.stride(), *res.stride(), *out.stride(),
-        HAS_RES=residual is not None, BLOCK_P=bp, BLOCK_C=bc, num_warps=4,
+    _launch_scale(
+        None, grid, (y, gate, res, out, c, h * w, w, *y.stride(), *res.stride(), *out.stride()),
+        dict(HAS_RES=residual is not None, BLOCK_P=bp, BLOCK_C=bc), num_warps=4,
     )
     return out
 

@@ -408,6 +408,21 @@ def test_cuda_timing_and_memory():
     assert meas > 0
 
 
+@pytest.mark.gpu
+def test_nvml_energy_counter_measures_gpu_inference():
+    import torch
+    from hwnas.estimators import Device, measure_energy
+
+    dev = Device.from_name("cuda")
+    x = torch.randn(4096, 4096, device="cuda")
+    m = measure_energy(lambda: x @ x, dev, min_seconds=1.0, sync=torch.cuda.synchronize)
+    if m is None:
+        pytest.skip("NVML energy counter not readable on this GPU machine")
+    assert m.method == "nvml" and m.inferences >= 8
+    # a busy GPU draws tens to hundreds of watts: the counter moved by a plausible amount
+    assert 10.0 < m.avg_watts < 2000.0, m
+    assert m.mj_per_inference > 0
+
 
 def test_gpu_device_without_cuda_is_a_clear_error(tmp_path):
     import torch

@@ -118,6 +118,62 @@ def test_fuse_without_kernels_warns_and_keeps_pytorch_ops() -> None:
             assert (fused(x) - static(x)).abs().max().item() <= TOL
 
 
+class _RecordingKernel:
+    """Stands in for a `@triton.jit` function in the launch-cache unit test: records every launch
+    (grid and arguments) the way Triton's compiled-kernel runner receives it."""
+
+    arg_names = ["x_ptr", "C", "BLOCK"]
+
+    def __init__(self) -> None:
+        self.jit_calls: list[tuple] = []
+        self.direct_calls: list[tuple] = []
+
+    def __getitem__(self, grid: tuple):
+        def jit_entry(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            self.jit_calls.append((tuple(grid), args, kwargs))
+            return _RecordingCompiled(self)
+
+        return jit_entry
+
+
+class _RecordingCompiled:
+    function = "compiled"
+
+    def __init__(self, owner: _RecordingKernel) -> None:
+        self.owner = owner
+
+    def __getitem__(self, grid: tuple):
+        return lambda *args: self.owner.direct_calls.append((tuple(grid), args))
+
+
+def test_launch_cache_keys_on_every_specialisation_and_the_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached launch plan is reused only for the same signature; a fixed grid is part of it (a
+    per-sample kernel's batch is no kernel argument: reusing a batch-2 grid at batch 4 left two
+    samples' gates unwritten on the GPU)."""
+    from hwnas.kernels._common import Launcher
+
+    monkeypatch.setenv("HWNAS_KERNELS_FAST_LAUNCH", "1")
+    k = _RecordingKernel()
+    lau = Launcher(k)
+    x = torch.zeros(8)
+    lau(None, (2,), (x, 8), {"BLOCK": 16}, num_warps=4)   # compiles (JIT entry point)
+    lau(None, (2,), (x, 8), {"BLOCK": 16}, num_warps=4)   # same signature: direct call
+    lau(None, (4,), (x, 8), {"BLOCK": 16}, num_warps=4)   # other grid: entry point again
+    lau(None, (4,), (x, 8), {"BLOCK": 16}, num_warps=4)
+    lau(None, (4,), (x, 9), {"BLOCK": 16}, num_warps=4)   # other int argument
+    lau(None, (4,), (x, 9), {"BLOCK": 32}, num_warps=4)   # other constexpr
+    lau(None, (4,), (x.double(), 9), {"BLOCK": 32}, num_warps=4)  # other dtype
+    lau(None, (4,), (x[1:], 9), {"BLOCK": 32}, num_warps=4)  # misaligned pointer
+    assert [c[0] for c in k.jit_calls] == [(2,), (4,), (4,), (4,), (4,), (4,)]
+    # direct calls pass the runtime arguments, then the constexprs in signature order, with the
+    # grid padded to three axes as Triton's runner expects
+    assert [(g, a[1:]) for g, a in k.direct_calls] == [((2, 1, 1), (8, 16)), ((4, 1, 1), (8, 16))]
+    assert len(lau.plans) == 6
+    monkeypatch.setenv("HWNAS_KERNELS_FAST_LAUNCH", "0")  # off: always the entry point
+    lau(None, (2,), (x, 8), {"BLOCK": 16}, num_warps=4)
+    assert len(k.jit_calls) == 7 and len(k.direct_calls) == 2
+
+
 def test_fused_block_rejects_unknown_modules() -> None:
     from hwnas.kernels import fused_block
 
@@ -175,3 +231,49 @@ def test_gpu_cuda_graph_replay_equals_fused() -> None:
     for _ in range(2):  # the second call replays the captured graph on new data
         x = torch.randn(2, 1, arch.resolution, arch.resolution, device="cuda")
         assert (graphed(x) - plain(x)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_fast_launch_reuses_compiled_kernels(exact_cuda: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second launch of a shape calls the cached compiled kernel: same results as the JIT entry point."""
+    from hwnas.kernels import depthwise as dw
+    from hwnas.kernels import pointwise as pw
+    from hwnas.kernels import se
+
+    monkeypatch.setenv("HWNAS_KERNELS_AUTOTUNE", "0")
+    g = torch.Generator().manual_seed(0)
+    w = (torch.randn(24, 1, 5, 5, generator=g) / 5).cuda()
+    b = torch.randn(24, generator=g).cuda()
+    wg = (torch.randn(16, 24, 1, 1, generator=g) / 5).cuda()
+    w1, b1 = torch.randn(8, 24, generator=g).cuda(), torch.randn(8, generator=g).cuda()
+    w2, b2 = torch.randn(24, 8, generator=g).cuda(), torch.randn(24, generator=g).cuda()
+    taps, gemm = dw.prepare_depthwise_weight(w), pw.prepare_gemm_weight(wg)
+
+    def block(x: torch.Tensor) -> torch.Tensor:
+        pool = torch.zeros(x.shape[0], 24, device="cuda")
+        y = dw.depthwise_conv(x, taps, b, 5, 2, "hswish", pool)
+        gate = se.se_gate(pool, y.shape[2] * y.shape[3], w1, b1, w2, b2)
+        return pw.conv_gemm(se.se_scale(y, gate), gemm, None, 1, 1, "relu")
+
+    def ref(x: torch.Tensor) -> torch.Tensor:
+        y, s = dw.depthwise_ref(x, w, b, 2, "hswish", pool=True)
+        gate = se.se_gate_ref(s, y.shape[2] * y.shape[3], w1, b1, w2, b2)
+        return pw.conv_gemm_ref(se.se_scale_ref(y, gate), wg, None, 1, "relu")[0]
+
+    launchers = (dw._launch, pw._launch, se._launch_reduce, se._launch_expand, se._launch_scale)
+    x0 = torch.randn(3, 24, 13, 13, device="cuda")
+    block(x0)
+    plans = [len(lau.plans) for lau in launchers]
+    assert all(p >= 1 for p in plans), plans
+    for seed in range(3):  # new data, same shapes: every launch takes a cached plan
+        x = torch.randn(3, 24, 13, 13, device="cuda", generator=torch.Generator("cuda").manual_seed(seed))
+        assert (block(x) - ref(x)).abs().max().item() <= TOL
+    assert [len(lau.plans) for lau in launchers] == plans
+    for n in (1, 5):  # another batch is another signature: a cached grid must not cover too few samples
+        x = torch.randn(n, 24, 13, 13, device="cuda")
+        assert (block(x) - ref(x)).abs().max().item() <= TOL
+    monkeypatch.setenv("HWNAS_KERNELS_FAST_LAUNCH", "0")  # through Triton's entry point (SE sums use atomics: not bitwise)
+    slow = block(x)
+    monkeypatch.setenv("HWNAS_KERNELS_FAST_LAUNCH", "1")
+    assert (block(x) - slow).abs().max().item() <= 1e-5
