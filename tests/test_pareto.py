@@ -134,6 +134,33 @@ def test_sql_reader_equals_optuna_reader_and_best_trials(stored_study):
     assert sorted(fm.trials[fm.front_mask()].tolist()) == sorted(t.number for t in mem.best_trials)
 
 
+def test_direct_sqlite_reader_equals_optuna_storage_path(stored_study):
+    """`ParetoFront.load` reads SQLite with sqlite3 alone; it must equal the front read through
+    Optuna's storage, and fall back to Optuna (and its errors) for what it does not recognise."""
+    from hwnas.errors import ConfigError
+    from hwnas.searchers.pareto import _load_sqlite_direct
+
+    url, study = stored_study
+    direct = _load_sqlite_direct("p", url)
+    assert direct is not None and _load_sqlite_direct(None, url) is not None  # one study: name optional
+    via_optuna = ParetoFront.from_study(study)
+    assert direct.study_name == "p" and direct.objectives == via_optuna.objectives
+    assert direct.budgets == via_optuna.budgets and list(direct.archs) == list(via_optuna.archs)
+    assert direct.trials.tolist() == via_optuna.trials.tolist()
+    assert sorted(direct.metrics) == sorted(via_optuna.metrics)
+    for k in direct.metrics:
+        np.testing.assert_array_equal(direct.metrics[k], via_optuna.metrics[k])
+    np.testing.assert_array_equal(direct.violations, via_optuna.violations)
+    assert direct.front_mask().tolist() == via_optuna.front_mask().tolist()
+    # not recognised -> None, and load() then gives Optuna's path and its clear errors
+    assert _load_sqlite_direct("nope", url) is None
+    with pytest.raises(ConfigError, match="not found"):
+        ParetoFront.load("nope", url)
+    assert _load_sqlite_direct("p", url.replace("p.db", "missing.db")) is None
+    with pytest.raises(ConfigError, match="does not exist"):
+        ParetoFront.load("p", url.replace("p.db", "missing.db"))
+
+
 def _cli(*args):
     """`hwnas ARGS` in this process (the real parser and handler; a subprocess test is below)."""
     import contextlib

@@ -139,7 +139,9 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, kind):
     url = f"sqlite:///{tmp_path}/k.db" if kind == "sqlite" else str(tmp_path / "k.log")
     script = tmp_path / "run.py"
     script.write_text(_KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
-    n_total = 12
+    # enough trials that the search cannot finish between two polls (one poll cycle is ~1-2 s, a
+    # trial ~0.15 s): with 12 a quiet machine once completed them all before the kill landed
+    n_total = 40
     proc = subprocess.Popen([sys.executable, str(script), url, str(n_total), "0"], start_new_session=True)
     try:
         deadline = time.time() + 120
