@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from hwnas.kernels._common import Launcher, _act, interpreting
+from hwnas.kernels._common import Launcher, _act, act_code, interpreting
 
 __all__ = ["se_gate_ref", "se_gate", "se_scale_ref", "se_scale", "check_se", "bench_se"]
 
@@ -41,49 +41,28 @@ def se_scale_ref(y: torch.Tensor, gate: torch.Tensor, residual: torch.Tensor | N
 # 2. Triton kernels
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _se_reduce_kernel(
-    pool_ptr, w1_ptr, b1_ptr, h_ptr,
-    C, MID, inv_hw,
-    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+def _se_fc_kernel(
+    v_ptr, w_ptr, b_ptr, out_ptr,
+    ROWS, COLS, scale,
+    ACT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    # h[n, r] = relu(sum_c W1[r, c] * mean[n, c] + b1[r]) for BLOCK_R rows r of one sample. The
-    # rows are spread over programs: one program per sample would stream all of W1 (C x C/4,
-    # ~1 MB at 960 channels) through a single SM.
+    # out[n, r] = act(scale * sum_c W[r, c] * v[n, c] + b[r]) for BLOCK_R rows r of one sample:
+    # both SE FCs (reduce + ReLU with scale = 1/HW turning sums into means; expand + hard-sigmoid).
+    # The rows are spread over programs: one program per sample would stream a whole weight
+    # matrix (C x C/4, ~1 MB at 960 channels) through a single SM.
     pid_r = tl.program_id(0)
     n = tl.program_id(1)
     offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-    mask_r = offs_r < MID
+    mask_r = offs_r < ROWS
     acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
-    for c0 in range(0, C, BLOCK_C):
+    for c0 in range(0, COLS, BLOCK_C):
         offs_c = c0 + tl.arange(0, BLOCK_C)
-        mask_c = offs_c < C
-        p = tl.load(pool_ptr + n * C + offs_c, mask=mask_c, other=0.0)
-        w = tl.load(w1_ptr + offs_r[:, None] * C + offs_c[None, :], mask=mask_r[:, None] & mask_c[None, :], other=0.0)
-        acc += tl.sum(w * p[None, :], axis=1)
-    h = tl.maximum(acc * inv_hw + tl.load(b1_ptr + offs_r, mask=mask_r, other=0.0), 0.0)
-    tl.store(h_ptr + n * MID + offs_r, h, mask=mask_r)
-
-
-@triton.jit
-def _se_expand_kernel(
-    h_ptr, w2_ptr, b2_ptr, gate_ptr,
-    C, MID,
-    BLOCK_R: tl.constexpr, BLOCK_MID: tl.constexpr,
-):
-    # gate[n, c] = hsigmoid(sum_r W2[c, r] * h[n, r] + b2[c]) for BLOCK_R channels c of one sample.
-    pid_c = tl.program_id(0)
-    n = tl.program_id(1)
-    offs_c = pid_c * BLOCK_R + tl.arange(0, BLOCK_R)
-    mask_c = offs_c < C
-    acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
-    for m0 in range(0, MID, BLOCK_MID):
-        offs_m = m0 + tl.arange(0, BLOCK_MID)
-        mask_m = offs_m < MID
-        h = tl.load(h_ptr + n * MID + offs_m, mask=mask_m, other=0.0)
-        w = tl.load(w2_ptr + offs_c[:, None] * MID + offs_m[None, :], mask=mask_c[:, None] & mask_m[None, :], other=0.0)
-        acc += tl.sum(w * h[None, :], axis=1)
-    g = acc + tl.load(b2_ptr + offs_c, mask=mask_c, other=0.0)
-    tl.store(gate_ptr + n * C + offs_c, _act(g, 5), mask=mask_c)
+        mask_c = offs_c < COLS
+        v = tl.load(v_ptr + n * COLS + offs_c, mask=mask_c, other=0.0)
+        w = tl.load(w_ptr + offs_r[:, None] * COLS + offs_c[None, :], mask=mask_r[:, None] & mask_c[None, :], other=0.0)
+        acc += tl.sum(w * v[None, :], axis=1)
+    out = _act(acc * scale + tl.load(b_ptr + offs_r, mask=mask_r, other=0.0), ACT)
+    tl.store(out_ptr + n * ROWS + offs_r, out, mask=mask_r)
 
 
 @triton.jit
@@ -110,8 +89,7 @@ def _se_scale_kernel(
     tl.store(out_ptr + n * son + offs_c[None, :] * soc + (ph * soh + pw * sow)[:, None], out, mask=mask)
 
 
-_launch_reduce = Launcher(_se_reduce_kernel)
-_launch_expand = Launcher(_se_expand_kernel)
+_launch_fc = Launcher(_se_fc_kernel)
 _launch_scale = Launcher(_se_scale_kernel)
 
 
@@ -127,13 +105,14 @@ def se_gate(pool_sum: torch.Tensor, hw: int, w1: torch.Tensor, b1: torch.Tensor,
     h = torch.empty((n, mid), device=pool_sum.device, dtype=torch.float32)
     gate = torch.empty_like(pool_sum)
     if interpreting():  # the interpreter runs each program in numpy: few, wide programs
-        rows, cols = 64, 1024
+        block_r, block_c = 64, 1024
     else:  # rows per program: enough programs to spread W1 / W2 over SMs at batch 1
-        rows, cols = 16, 128
-    _launch_reduce(None, (triton.cdiv(mid, rows), n), (pool_sum, w1, b1, h, c, mid, 1.0 / hw),
-                   dict(BLOCK_R=rows, BLOCK_C=min(cols, max(16, triton.next_power_of_2(c)))), num_warps=4)
-    _launch_expand(None, (triton.cdiv(c, rows), n), (h, w2, b2, gate, c, mid),
-                   dict(BLOCK_R=rows, BLOCK_MID=min(cols, max(16, triton.next_power_of_2(mid)))), num_warps=4)
+        block_r, block_c = 16, 128
+    for v, w, b, out, rows, cols, scale, act in ((pool_sum, w1, b1, h, mid, c, 1.0 / hw, "relu"),
+                                                 (h, w2, b2, gate, c, mid, 1.0, "hsigmoid")):
+        _launch_fc(None, (triton.cdiv(rows, block_r), n), (v, w, b, out, rows, cols, scale),
+                   dict(ACT=act_code(act), BLOCK_R=block_r, BLOCK_C=min(block_c, max(16, triton.next_power_of_2(cols)))),
+                   num_warps=4)
     return gate
 
 

@@ -261,7 +261,7 @@ def test_gpu_fast_launch_reuses_compiled_kernels(exact_cuda: None, monkeypatch: 
         gate = se.se_gate_ref(s, y.shape[2] * y.shape[3], w1, b1, w2, b2)
         return pw.conv_gemm_ref(se.se_scale_ref(y, gate), wg, None, 1, "relu")[0]
 
-    launchers = (dw._launch, pw._launch, se._launch_reduce, se._launch_expand, se._launch_scale)
+    launchers = (dw._launch, pw._launch, se._launch_fc, se._launch_scale)
     x0 = torch.randn(3, 24, 13, 13, device="cuda")
     block(x0)
     plans = [len(lau.plans) for lau in launchers]
