@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "read_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "read_json", "read_yaml_mapping"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -40,6 +40,27 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> 
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (`yaml.safe_load`; empty file -> {}).
+
+    A missing file, invalid YAML or another top level raise `error` naming `what` and the path.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what} {str(p)!r} does not exist")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise error(f"{what} {str(p)!r} is not valid YAML: {e}") from None
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise error(f"{what} {str(p)!r} must hold a mapping at the top level, not {type(d).__name__}")
+    return d
 
 
 def _json_default(o: Any) -> Any:

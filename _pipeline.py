@@ -125,19 +125,12 @@ _TOP = {"name", "space", "seed", "out_root", "devices"}
 
 def load_run_config(path: str | os.PathLike | None, **overrides: Any) -> RunConfig:
     """Read a run YAML (sections data/train/profile/accuracy/search/export) and apply overrides."""
-    import yaml
+    from hwnas._io import read_yaml_mapping
 
     flat: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping")
+        d = read_yaml_mapping(p, "config file", ConfigError)
         for k, v in d.items():
             if k in _TOP:
                 flat[k] = v

@@ -290,18 +290,9 @@ class Space:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Space:
-        import yaml
+        from hwnas._io import read_yaml_mapping
 
-        path = Path(path)
-        if not path.is_file():
-            raise SpaceError(f"space file {str(path)!r} does not exist")
-        try:
-            d = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise SpaceError(f"space file {str(path)!r} is not valid YAML: {e}") from None
-        if not isinstance(d, Mapping):
-            raise SpaceError(f"space file {str(path)!r} must hold a mapping at top level")
-        return cls.from_dict(d)
+        return cls.from_dict(read_yaml_mapping(path, "space file", SpaceError))
 
     @classmethod
     def preset(cls, name: str) -> Space:

@@ -223,17 +223,10 @@ def load_config(
     The file's top-level keys are the base config; `schedules: {name: {...}}` holds named presets
     applied on top with `schedule=name`. `overrides` (e.g. from the command line) win over both.
     """
-    import yaml
+    from hwnas._io import read_yaml_mapping
 
     p = Path(path) if path is not None else default_config_path()
-    if not p.is_file():
-        raise ConfigError(f"train config file {str(p)!r} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"train config {p} is not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"train config {p}: expected a mapping at the top level")
+    raw = read_yaml_mapping(p, "train config file", ConfigError)
     schedules = raw.pop("schedules", {}) or {}
     d = dict(raw)
     if schedule is not None:
