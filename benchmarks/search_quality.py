@@ -11,6 +11,9 @@ predictors the default is the analytic `flops` provider with objectives `flops` 
 
     python benchmarks/search_quality.py                          # full run (several minutes)
     python benchmarks/search_quality.py --seeds 2 --trials 100,300 --sweep 20000   # quick
+    python benchmarks/search_quality.py --run results/runs/fashion-mnist-cpu \
+        --objectives accuracy,latency_ms@cpu --out results/benchmarks/search_quality_predictors
+        # the main job's trained predictors (accuracy predictor, cpu latency predictor) as objectives
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--sweep", type=int, default=100_000, help="random archs in the reference sweep")
     ap.add_argument("--out", default="results/benchmarks/search_quality")
+    ap.add_argument("--run", default=None, help="a main-job run directory: its trained predictors (accuracy, latency "
+                    "per device, memory, energy) are the objectives, as `hwnas run` searches them (overrides --provider)")
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON at --out")
     args = ap.parse_args(argv)
     if args.replot:
@@ -47,9 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     from hwnas.search_space import Space
     from hwnas.searchers import ParetoFront, make_objective, parse_objectives, search
     from hwnas.searchers.pareto import hypervolume, nondominated_mask
-    space = Space.preset(args.space)
+    if args.run:
+        from types import SimpleNamespace
+
+        from hwnas._io import read_json
+        from hwnas._pipeline import _objective
+
+        run_dir = Path(args.run)
+        cfg = read_json(run_dir / "config.json")
+        space = Space.preset(cfg["space"])
+        fn = _objective({"space": space, "run_dir": run_dir, "cfg": SimpleNamespace(devices=cfg["devices"])})
+        args.provider = f"predictors of {run_dir}"
+    else:
+        space = Space.preset(args.space)
+        fn = make_objective(space, args.provider)
     objs = parse_objectives(args.objectives)
-    fn = make_objective(space, args.provider)
     checkpoints = sorted(int(x) for x in args.trials.split(","))
 
     # ---- reference sweep -----------------------------------------------------------------------
