@@ -202,10 +202,11 @@ class PredictorObjective:
     """Arch -> {accuracy, latency_ms@dev..., peak_mem_mb@dev, energy_mj@dev, params, flops} from predictors."""
 
     def __init__(self, space: Any, accuracy: Any, latency: Mapping[str, Any], memory: Any, energy: Mapping[str, Any]):
-        from hwnas.estimators.flops import arch_macs, arch_params
+        from hwnas.searchers import analytic_cost
 
         self.space, self.accuracy, self.latency, self.memory, self.energy = space, accuracy, latency, memory, energy
-        self._macs, self._params = arch_macs, arch_params
+        # closed-form MACs and parameters (equal to counting the static net's, which costs ms per trial)
+        self._cost = analytic_cost
 
     def __call__(self, arch: Any) -> dict[str, float]:
         out = {"accuracy": float(self.accuracy.predict(arch))}
@@ -216,8 +217,9 @@ class PredictorObjective:
         mem = float(self.memory.predict(arch))
         for dev in self.latency:
             out[f"peak_mem_mb@{dev}"] = mem
-        out["params"] = float(self._params(self.space, arch))
-        out["flops"] = float(2 * self._macs(self.space, arch))
+        cost = self._cost(self.space, arch)
+        out["params"] = float(cost["params"])
+        out["flops"] = float(2 * cost["flops"])
         return out
 
 

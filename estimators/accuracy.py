@@ -100,14 +100,17 @@ class AccuracyPredictor:
         return self
 
     def predict_encoded(self, X: np.ndarray) -> np.ndarray:
-        import torch
-
         if self.weights is None:
             raise ValueError("predictor is not trained")
-        net = self._module()
-        with torch.no_grad():
-            out = net(torch.from_numpy(np.asarray(X, dtype=np.float32)))[:, 0].numpy()
-        return out.astype(np.float64) * self.y_std + self.y_mean
+        # The MLP's forward in numpy (float32, as torch ran it): a search calls this once per trial,
+        # and building the torch module each time cost more than the arithmetic.
+        h = np.asarray(X, dtype=np.float32)
+        ws = [np.asarray(w, dtype=np.float32) for w in self.weights]
+        for i in range(0, len(ws), 2):  # parameters in order: weight, bias per Linear
+            h = h @ ws[i].T + ws[i + 1]
+            if i + 2 < len(ws):
+                h = np.maximum(h, 0.0)
+        return h[:, 0].astype(np.float64) * self.y_std + self.y_mean
 
     def predict_many(self, archs: list) -> np.ndarray:
         archs = [self.space.parse(a) if isinstance(a, str) else a for a in archs]

@@ -57,6 +57,64 @@ def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, popu
     raise ConfigError(f"unknown sampler {name!r}; allowed: {list(SAMPLERS)}")
 
 
+def in_process_nsga2(space: Space, *, seed: int | None = 0, population_size: int | None = None) -> Any:
+    """NSGA-II for one process on an in-memory study (the fast path of `search`).
+
+    Samples exactly as `optuna.samplers.NSGAIISampler` with the same seed does on a study whose
+    every trial suggests the same fixed distributions (what `search` does), with three per-trial
+    scans of the whole study replaced by state kept as trials finish: the relative search space is
+    the space's distributions (Optuna recomputes their intersection over all trials and deep-copies
+    it), a new trial's generation comes from a count of completed trials per generation, updated
+    in `after_trial` (Optuna rescans every completed trial), and a generation's parents are kept
+    once selected (Optuna rebuilds them from all trials each time). The counts only see trials told
+    in this process, which is why it is only used with in-memory storage.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    class InProcessNSGAIISampler(optuna.samplers.NSGAIISampler):
+        def __init__(self, distributions: dict[str, Any], **kw: Any):
+            super().__init__(**kw)
+            # Optuna's intersection search space is sorted by name; single values are sampled independently
+            self._relative = {k: d for k, d in sorted(distributions.items()) if not d.single()}
+            self._complete_per_generation: dict[int, int] = {}
+            self._parents: dict[int, list[Any]] = {}
+
+        def get_parent_population(self, study: Any, generation: int) -> list[Any]:
+            # Optuna selects a generation's parents once and caches their ids in the study, then
+            # rebuilds the list from all trials on every later call (in trial order): the same
+            # list, kept here instead.
+            cached = self._parents.get(generation)
+            if cached is not None:
+                return list(cached)
+            parents = super().get_parent_population(study, generation)
+            if generation > 0:
+                self._parents[generation] = sorted(parents, key=lambda t: t.number)
+            return parents
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return dict(self._relative)
+
+        def get_trial_generation(self, study: Any, trial: Any) -> int:
+            key = self._get_generation_key()
+            generation = trial.system_attrs.get(key)
+            if generation is not None:
+                return generation
+            counts = self._complete_per_generation
+            top = max(counts) if counts else 0
+            generation = top if counts.get(top, 0) < self.population_size else top + 1
+            study._storage.set_trial_system_attr(trial._trial_id, key, generation)  # noqa: SLF001 (as Optuna's own)
+            return generation
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            super().after_trial(study, trial, state, values)
+            generation = trial.system_attrs.get(self._get_generation_key())
+            if state == TrialState.COMPLETE and generation is not None and generation >= 0:
+                self._complete_per_generation[generation] = self._complete_per_generation.get(generation, 0) + 1
+
+    return InProcessNSGAIISampler(_distributions(space), seed=seed, population_size=population_size or 50)
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """What a study searches: space, objectives, budgets (read back from the study's attributes)."""
@@ -328,7 +386,10 @@ def search(
     st = open_storage(storage)
     name = study_name or f"hwnas-{space.name}"
     existing = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
-    samp = make_sampler(sampler, seed=seed, n_objectives=len(objs), population_size=population_size)
+    if sampler == "nsga2" and kind == "memory" and runner == "optuna":
+        samp = in_process_nsga2(space, seed=seed, population_size=population_size)
+    else:
+        samp = make_sampler(sampler, seed=seed, n_objectives=len(objs), population_size=population_size)
     if name in existing:
         if not resume:
             raise ConfigError(f"study {name!r} already exists in {storage}; pass --resume to continue it or pick another --study")
