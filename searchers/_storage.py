@@ -65,15 +65,38 @@ def open_storage(url: str | None) -> Any:
 
 def _rdb(url: str, **kw: Any) -> Any:
     """RDBStorage, with a bad URL / missing driver / unreachable server as a ConfigError, not a traceback."""
+    import time
+
     import optuna
     import sqlalchemy.exc
 
-    try:
-        return optuna.storages.RDBStorage(url, **kw)
-    except (ImportError, sqlalchemy.exc.SQLAlchemyError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"cannot open storage {url!r}: {msg}; use sqlite:///PATH, postgresql://USER@HOST/DB "
-                          "(driver installed, server reachable), or a journal file") from None
+    for attempt in range(_SCHEMA_RACE_RETRIES + 1):
+        try:
+            return optuna.storages.RDBStorage(url, **kw)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+            # Two processes opening a new database at once (workers starting together, a reader
+            # polling a search that is starting) both create Optuna's tables and insert its schema
+            # version: the loser sees "UNIQUE constraint failed: alembic_version" or "table ...
+            # already exists". The winner's schema is complete a moment later: open again.
+            if attempt < _SCHEMA_RACE_RETRIES and _schema_race(e):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            err: Exception = e
+            break
+        except (ImportError, sqlalchemy.exc.SQLAlchemyError) as e:
+            err = e
+            break
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    raise ConfigError(f"cannot open storage {url!r}: {msg}; use sqlite:///PATH, postgresql://USER@HOST/DB "
+                      "(driver installed, server reachable), or a journal file") from None
+
+
+_SCHEMA_RACE_RETRIES = 5
+
+
+def _schema_race(e: Exception) -> bool:
+    text = str(e).lower()
+    return "alembic_version" in text or "already exists" in text or "database is locked" in text
 
 
 def existing_storage_path(url: str | None) -> Path | None:

@@ -223,3 +223,30 @@ def test_hwnas_search_cli_then_resume(tmp_path, capsys):
     assert s.trials[0].user_attrs["arch"] == str(small_space().min_arch())
     assert main(["search", "--budget", "latency<=3", "--trials", "2", "--no-progress"]) == 2
     assert "unknown objective" in capsys.readouterr().err
+
+
+_OPEN_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from hwnas.searchers._storage import open_storage
+    start = float(sys.argv[2])
+    while time.time() < start:
+        time.sleep(0.001)
+    open_storage(sys.argv[1])
+    print("OK")
+""")
+
+
+def test_many_processes_opening_a_new_sqlite_storage_at_once(tmp_path):
+    """Workers starting together (or a reader polling a search that is starting) all create Optuna's
+    schema in a new database; the losers of that race must open the winner's, not fail (a CI run
+    once lost a Ray search this way: UNIQUE constraint failed: alembic_version.version_num)."""
+    script = tmp_path / "open.py"
+    script.write_text(_OPEN_SCRIPT)
+    for rnd in range(3):
+        url = f"sqlite:///{tmp_path}/race{rnd}.db"
+        start = time.time() + 4.0  # past every child's imports: they open within a millisecond
+        procs = [subprocess.Popen([sys.executable, str(script), url, str(start)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0 and out.strip() == "OK", err[-2000:]
