@@ -28,13 +28,13 @@ def _bench(fn) -> float:  # noqa: ANN001
     return float(do_bench_cudagraph(fn, rep=30, return_mode="median"))
 
 
-def _parts(blk, fblk, xin: torch.Tensor) -> tuple[str, dict[str, tuple]]:  # noqa: ANN001
+def _parts(i: int, blk, fblk, xin: torch.Tensor) -> tuple[str, dict[str, tuple]]:  # noqa: ANN001
     """Label of one MBConv block and {part: (eager callable, fused callable)} on its real input."""
     pre, main, se, post = blk.body
     has_pre, has_se = not isinstance(pre, torch.nn.Identity), not isinstance(se, torch.nn.Identity)
     h = pre(xin) if has_pre else xin
     d = main(h)
-    tag = f"b{{i}} {xin.shape[1]}->{d.shape[1]}x{main[0].kernel_size[0]} s{main[0].stride[0]} @{xin.shape[2]}"
+    tag = f"b{i} {xin.shape[1]}->{d.shape[1]}x{main[0].kernel_size[0]} s{main[0].stride[0]} @{xin.shape[2]}"
     res = xin if blk.residual else None
     parts: dict[str, tuple] = {}
     if has_pre:
@@ -79,8 +79,7 @@ def breakdown(arch_name: str, batch: int, seed: int) -> list[dict[str, Any]]:
         for i, (blk, fblk, xin) in enumerate(zip(static.blocks, fused.blocks, inputs)):
             if not isinstance(blk, MBConv):
                 continue
-            tag, parts = _parts(blk, fblk, xin)
-            tag = tag.format(i=i)
+            tag, parts = _parts(i, blk, fblk, xin)
             for name, (eager, fz) in parts.items():
                 e, f = _bench(eager), _bench(fz)
                 rows.append({"block": tag, "part": name, "eager_ms": e, "fused_ms": f, "speedup": e / f})

@@ -19,14 +19,11 @@ import json
 import os
 import platform
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 
 class Sleepy:
@@ -86,50 +83,10 @@ def bench_ray(space, n: int, seconds: float) -> dict:
 
 
 def make_big_study(space, n: int, path: Path) -> str:
-    """A real Optuna SQLite study with n COMPLETE trials, rows bulk-inserted into Optuna's tables."""
-    import optuna
-    from hwnas.searchers import Budget, make_objective
-    from hwnas.searchers._optuna import _distributions
+    """A real Optuna SQLite study with n COMPLETE trials of n distinct archs, rows bulk-inserted."""
+    from hwnas.searchers._storage import write_synthetic_study
 
-    url = f"sqlite:///{path}"
-    fn = make_objective(space, "flops")
-    study = optuna.create_study(study_name="big", storage=url, directions=["minimize", "maximize"])
-    study.set_user_attr("hwnas.space", space.to_dict())
-    study.set_user_attr("hwnas.objectives", ["flops", "params:max"])
-    budget = Budget.parse("params<=1e6")
-    study.set_user_attr("hwnas.budgets", [str(budget)])
-    study.set_user_attr("hwnas.sampler", "random")
-    study.set_user_attr("hwnas.n_trials", n)
-    sid = study._study_id
-    dists = _distributions(space)
-    dist_json = {k: optuna.distributions.distribution_to_json(d) for k, d in dists.items()}
-    rng = np.random.default_rng(0)
-    archs = space.sample_many(n, rng)
-    con = sqlite3.connect(path)
-    now = "2026-01-01 00:00:00.000000"
-    trials, values, uattrs, sattrs, params = [], [], [], [], []
-    for i, a in enumerate(archs):
-        tid = i + 1
-        m = fn(a)
-        trials.append((tid, i, sid, "COMPLETE", now, now))
-        values.append((tid, 0, m["flops"], "FINITE"))
-        values.append((tid, 1, m["params"], "FINITE"))
-        uattrs.append((tid, "arch", json.dumps(str(a))))
-        uattrs.append((tid, "metrics", json.dumps(m)))
-        sattrs.append((tid, f"constraints:{budget}", json.dumps(budget.violation(m))))
-        ch = space.to_choices(a)
-        for k, d in dists.items():
-            params.append((tid, k, float(d.to_internal_repr(ch[k])), dist_json[k]))
-    with con:
-        con.executemany("INSERT INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", trials)
-        con.executemany("INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?, ?, ?, ?)", values)
-        con.executemany("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, ?, ?)", uattrs)
-        con.executemany("INSERT INTO trial_system_attributes (trial_id, key, value_json) VALUES (?, ?, ?)", sattrs)
-        con.executemany("INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
-                        "VALUES (?, ?, ?, ?)", params)
-    con.close()
-    return url
+    return write_synthetic_study(space, n, path)
 
 
 def bench_pareto(space, n: int, optuna_compare_max: int = 20_000) -> dict:

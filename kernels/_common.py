@@ -140,8 +140,8 @@ class Launcher:
     """Launches one `@triton.jit` kernel with a family of configs per batch regime.
 
     The first launch of an argument signature (shapes, strides, dtypes, alignment, constexprs,
-    and the grid where it is given as a tuple)
-    goes through Triton's entry point: specialise, autotune, compile. It returns the compiled
+    and the grid where it is given as a tuple) goes through Triton's entry point: specialise,
+    autotune, compile. It returns the compiled
     kernel, and the launcher keeps it with its grid and the chosen config, so later launches of
     that signature call the compiled kernel directly. At batch 1 a block is a handful of short
     kernels and Triton's Python entry point (argument binding, specialisation key, autotuner

@@ -21,7 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 N_BIG = 100_000
@@ -32,51 +31,12 @@ SEARCH_GROWTH_MIB = 64
 
 def build_big_study(path: Path, n: int = N_BIG, distinct: int = 2000) -> str:
     """A real Optuna SQLite study holding `n` COMPLETE trials (bulk insert into Optuna's tables)."""
-    import sqlite3
-
     import optuna
     from hwnas.search_space import Space
-    from hwnas.searchers import Budget, make_objective
-    from hwnas.searchers._optuna import _distributions
+    from hwnas.searchers._storage import write_synthetic_study
 
-    space = Space.preset("fmnist-mbv3")
-    url = f"sqlite:///{path}"
-    fn = make_objective(space, "flops")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="big", storage=url, directions=["minimize", "maximize"])
-    budget = Budget.parse("params<=1e6")
-    for k, v in {"hwnas.space": space.to_dict(), "hwnas.objectives": ["flops", "params:max"],
-                 "hwnas.budgets": [str(budget)], "hwnas.sampler": "random", "hwnas.n_trials": n}.items():
-        study.set_user_attr(k, v)
-    dists = _distributions(space)
-    dist_json = {k: optuna.distributions.distribution_to_json(d) for k, d in dists.items()}
-    pre = []
-    for a in space.sample_many(distinct, np.random.default_rng(0)):
-        m = fn(a)
-        ch = space.to_choices(a)
-        pre.append((m, json.dumps(str(a)), json.dumps(m), json.dumps(budget.violation(m)),
-                    [(k, float(d.to_internal_repr(ch[k])), dist_json[k]) for k, d in dists.items()]))
-    sid, now = study._study_id, "2026-01-01 00:00:00.000000"  # noqa: SLF001
-    trials, values, uattrs, sattrs, params = [], [], [], [], []
-    for i in range(n):
-        m, a, mj, vj, ps = pre[i % distinct]
-        tid = i + 1
-        trials.append((tid, i, sid, "COMPLETE", now, now))
-        values += [(tid, 0, m["flops"], "FINITE"), (tid, 1, m["params"], "FINITE")]
-        uattrs += [(tid, "arch", a), (tid, "metrics", mj)]
-        sattrs.append((tid, f"constraints:{budget}", vj))
-        params += [(tid, k, v, d) for k, v, d in ps]
-    con = sqlite3.connect(path)
-    with con:
-        con.executemany("INSERT INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", trials)
-        con.executemany("INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?, ?, ?, ?)", values)
-        con.executemany("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, ?, ?)", uattrs)
-        con.executemany("INSERT INTO trial_system_attributes (trial_id, key, value_json) VALUES (?, ?, ?)", sattrs)
-        con.executemany("INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
-                        "VALUES (?, ?, ?, ?)", params)
-    con.close()
-    return url
+    return write_synthetic_study(Space.preset("fmnist-mbv3"), n, path, distinct=distinct)
 
 
 _QUERY = r"""
