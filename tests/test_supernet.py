@@ -121,7 +121,9 @@ def test_sample_active_is_reproducible_and_trains():
 def test_set_active_rejects_bad_arch():
     net = Supernet("fmnist-mbv3")
     with pytest.raises(ValueError, match="k9"):
-        net.set_active("r28|s1w16:mb_k3_e1|s2w24:mb_k9_e4|s3w40:mb_k3_e3|s4w80:mb_k3_e6|s5w96:mb_k7_e4")
+        net.set_active(
+            "r28|s1w16:mb_k3_e1|s2w24:mb_k9_e4|s3w40:mb_k3_e3|s4w80:mb_k3_e6|s5w96:mb_k7_e4"
+        )
 
 
 # ---- export -------------------------------------------------------------------------------------
@@ -133,7 +135,13 @@ def test_export_onnx_torchscript_and_load_agree(supernet, tmp_path):
     rng = random.Random(2)
     archs = [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(3)]
     for i, a in enumerate(archs):
-        out = export(supernet, a, tmp_path / f"c{i}", formats="safetensors,onnx,torchscript", metrics={"accuracy": 0.5})
+        out = export(
+            supernet,
+            a,
+            tmp_path / f"c{i}",
+            formats="safetensors,onnx,torchscript",
+            metrics={"accuracy": 0.5},
+        )
         x = torch.randn(2, space.in_channels, a.resolution, a.resolution)
         supernet.set_active(a)
         with torch.no_grad():
@@ -202,3 +210,82 @@ def test_load_never_unpickles(tmp_path):
     with pytest.raises(CheckpointError):
         load(out, verify=False)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "n,c,hw,k,stride",
+    [
+        (8, 16, 4, 7, 1),
+        (8, 16, 4, 5, 1),
+        (5, 12, 7, 5, 2),
+        (6, 8, 14, 7, 2),
+        (4, 9, 14, 5, 1),
+        (3, 6, 5, 7, 1),
+        (2, 4, 3, 5, 2),
+    ],
+)
+def test_depthwise_conv2d_matches_torch_values_and_gradients(n, c, hw, k, stride):
+    from hwnas.supernet.ops import depthwise_conv2d
+
+    g = torch.Generator().manual_seed(n * 100 + c)
+    x = torch.randn(n, c, hw, hw, generator=g, dtype=torch.float64).float().requires_grad_(True)
+    w = torch.randn(c, 1, k, k, generator=g).requires_grad_(True)
+    b = torch.randn(c, generator=g).requires_grad_(True)
+    ours = depthwise_conv2d(x, w, b, stride)
+    assert "_DepthwiseConv" in type(ours.grad_fn.next_functions[0][0]).__name__, (
+        "the fast path was not taken"
+    )
+    ref = torch.nn.functional.conv2d(x, w, b, stride, k // 2, 1, c)
+    go = torch.randn(ref.shape, generator=g)
+    g_ours = torch.autograd.grad(ours, (x, w, b), go)
+    g_ref = torch.autograd.grad(ref, (x, w, b), go)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    for a, r in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_conv2d_falls_back_without_grad_and_on_large_maps():
+    from hwnas.supernet.ops import DW_FAST_MAX_PIXELS, DepthwiseConv2d, depthwise_conv2d
+
+    w = torch.randn(4, 1, 5, 5, requires_grad=True)
+    big = torch.randn(1, 4, 17, 17)
+    assert 17 * 17 > DW_FAST_MAX_PIXELS
+    assert "Convolution" in type(depthwise_conv2d(big, w).grad_fn).__name__
+    assert (
+        "Convolution"
+        in type(depthwise_conv2d(torch.randn(1, 4, 4, 4), w[:, :, 1:4, 1:4]).grad_fn).__name__
+    )  # 3x3: PyTorch
+    with torch.no_grad():
+        assert depthwise_conv2d(torch.randn(1, 4, 4, 4), w).grad_fn is None
+    # the module is a drop-in nn.Conv2d: same state-dict keys, same output
+    m = DepthwiseConv2d(4, 3, 2)
+    plain = torch.nn.Conv2d(4, 4, 3, 2, 1, groups=4, bias=False)
+    plain.load_state_dict(m.state_dict())
+    x = torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(m(x), plain(x))
+
+
+def test_supernet_training_step_gradients_unchanged_by_fast_depthwise(monkeypatch):
+    """One backward pass of the max subnet gives the same gradients with the fast depthwise weight
+    gradient as with PyTorch's own (the fast path switched off by a zero pixel limit)."""
+    import hwnas.supernet.ops as ops
+
+    torch.manual_seed(0)
+    net = Supernet(Space.preset("fmnist-mbv3")).train()
+    net.set_active(net.space.max_arch())
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+
+    def grads():
+        torch.manual_seed(1)  # the same dropout mask in the head both times
+        net.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+    fast = grads()
+    monkeypatch.setattr(ops, "DW_FAST_MAX_PIXELS", 0)
+    slow = grads()
+    assert fast.keys() == slow.keys() and any("transforms" in k or "weight" in k for k in fast)
+    for k in fast:
+        torch.testing.assert_close(
+            fast[k], slow[k], rtol=2e-3, atol=2e-4, msg=lambda m, k=k: f"{k}: {m}"
+        )
