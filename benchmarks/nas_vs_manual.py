@@ -121,7 +121,7 @@ def main() -> None:
         print(f"manual MBv2-{w}: acc {100 * acc:.2f}%  {lat:.3f} ms  {params} params  ({secs:.0f} s training)", flush=True)
 
     # NAS: the best front member under each manual net's latency, measured the same way.
-    ctx = {"cfg": cfg, "summaries": {"search": json.loads((args.run / "stages/search.json").read_text())["summary"]}}
+    ctx = {"cfg": cfg, "run_dir": args.run, "summaries": {"search": json.loads((args.run / "stages/search.json").read_text())["summary"]}}
     front = _front(ctx)
     net = load_supernet(args.run / "supernet").eval()
     calib = loaders.calib_images(cfg.calib_images)

@@ -47,16 +47,33 @@ def test_every_output_exists(run_dir):
 
 @pytest.mark.slow
 def test_front_members_are_non_dominated_and_feasible(run_dir):
+    """The final front is taken over the re-measured candidates: no feasible candidate dominates a
+    member, the budget holds, and the candidates include the predicted front's archs (then the next
+    ranks, up to `search.refine`, 8 in tiny-cpu.yaml) with the measured and the predicted accuracy."""
     front = pd.read_csv(run_dir / "pareto.csv")
-    trials = pd.read_csv(run_dir / "trials.csv")
+    cand = pd.read_csv(run_dir / "candidates.csv")
     objs = [("accuracy", -1), ("latency_ms@cpu", 1), ("latency_ms@ort-cpu", 1)]
     F = np.stack([front[k].to_numpy() * s for k, s in objs], axis=1)
-    A = np.stack([trials[trials["feasible"]][k].to_numpy() * s for k, s in objs], axis=1)
-    for f in F:  # no feasible trial dominates a front member
+    A = np.stack([cand[cand["feasible"]][k].to_numpy() * s for k, s in objs], axis=1)
+    for f in F:  # no feasible candidate dominates a front member
         dominated = np.all(A <= f, axis=1) & np.any(A < f, axis=1)
         assert not dominated.any()
     assert (front["peak_mem_mb@cpu"] <= 3.0).all()  # the budget holds on the front
     assert len(front) >= 1
+    assert set(front["arch"]) <= set(cand["arch"])
+    pairs = pd.read_csv(run_dir / "accuracy_samples.csv")
+    assert set(pairs["arch"]) <= set(cand["arch"])  # the measured pairs are candidates too
+    from_search = cand[cand["source"] == "search"]
+    assert 1 <= len(from_search) <= 8 and from_search["arch"].is_unique
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert set(from_search["arch"]) <= set(trials[trials["feasible"]]["arch"])
+    predicted_front = set(trials[trials["front"]]["arch"])
+    if len(predicted_front) <= 8:  # the predicted front comes first, then the next ranks
+        assert predicted_front <= set(from_search["arch"])
+    # measured accuracies are the supernet's on search-val: pairs keep their recorded value
+    merged = cand.merge(pairs, on="arch")
+    assert np.allclose(merged["accuracy"], merged["val_accuracy"])
+    assert "predicted_accuracy" in cand
 
 
 @pytest.mark.slow
@@ -84,3 +101,28 @@ def test_rerun_skips_finished_stages(run_dir):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("up to date, skipped") == 7
+
+
+def test_auto_latency_budgets_pick_distinct_meaningfully_different_members():
+    """Members whose predicted latencies are within 5% are one choice (the most accurate of them);
+    infeasible members are never chosen; with enough distinct groups the budgets sit at the 20/50/90%
+    positions of the group order, and each budget picks its group's representative."""
+    from hwnas._pipeline import auto_latency_budgets
+    from hwnas.searchers import ParetoFront
+
+    lat = [2.2269, 2.2489, 2.2494, 4.1027, 6.05, 3.0]
+    acc = [0.8312, 0.8364, 0.8496, 0.8548, 0.8856, 0.80]
+    mem = [0.6, 0.6, 0.6, 2.7, 4.2, 1.0]  # a4 is over the memory budget
+    f = ParetoFront.build(objectives=["accuracy", "latency_ms@cpu"], archs=[f"a{i}" for i in range(6)],
+                          metrics={"accuracy": acc, "latency_ms@cpu": lat, "peak_mem_mb@cpu": mem},
+                          budgets=["peak_mem_mb@cpu<=3.0"])
+    budgets = auto_latency_budgets(f, "latency_ms@cpu")
+    assert budgets == [2.2494, 4.1027]
+    assert [f.pick(f"latency_ms@cpu<={b}").arch for b in budgets] == ["a2", "a3"]
+
+    n = 11  # a clean front: latency 1..11 ms, accuracy rising with it
+    g = ParetoFront.build(objectives=["accuracy", "latency_ms@cpu"], archs=[f"b{i}" for i in range(n)],
+                          metrics={"accuracy": np.linspace(0.8, 0.9, n), "latency_ms@cpu": np.arange(1.0, n + 1)})
+    budgets = auto_latency_budgets(g, "latency_ms@cpu")
+    assert budgets == [3.0, 6.0, 10.0]
+    assert len({g.pick(f"latency_ms@cpu<={b}").arch for b in budgets}) == 3
