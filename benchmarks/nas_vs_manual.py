@@ -53,7 +53,12 @@ def manual_space(w: float, template: Space) -> tuple[Space, str]:
     return space, f"r{r}|" + "|".join(blocks)
 
 
-def train_from_scratch(model: torch.nn.Module, loaders: Any, *, steps: int, tcfg: Any, seed: int) -> float:
+def train_from_scratch(model: torch.nn.Module, loaders: Any, *, steps: int, tcfg: Any, seed: int,
+                       resolution: int | None = None) -> float:
+    """Train `model` alone for `steps` with the supernet's optimiser settings (SGD, cosine LR, label
+    smoothing, clipping), inputs resized to `resolution` when given. Returns the seconds taken."""
+    from hwnas.supernet._supernet import resize_input
+
     torch.manual_seed(seed)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -69,6 +74,8 @@ def train_from_scratch(model: torch.nn.Module, loaders: Any, *, steps: int, tcfg
             lr = 0.5 * tcfg.lr * (1 + math.cos(math.pi * step / steps))
             for g in opt.param_groups:
                 g["lr"] = lr
+            if resolution is not None:
+                x = resize_input(x, resolution)
             loss = F.cross_entropy(model(x), y, label_smoothing=tcfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
