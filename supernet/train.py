@@ -696,6 +696,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
                     if cfg.channels_last:
                         xm = xm.contiguous(memory_format=torch.channels_last)
                     soft = None
+                    logged = False
                     for t in tasks:
                         net.set_active(t.arch)
                         xi = resize_input(xm, t.arch.resolution)
@@ -713,8 +714,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
                         if t.makes_soft:
                             soft = F.softmax(logits.detach(), 1)
                         (loss * (t.weight / cfg.accum_steps)).backward()
-                        if t is tasks[0]:
-                            step_loss += float(loss.detach()) / cfg.accum_steps  # the logged loss: the first (largest) subnet's
+                        if not logged:  # the logged loss: the first trained subnet's (a teacher-only pass has none)
+                            step_loss += float(loss.detach()) / cfg.accum_steps
+                            logged = True
                 if cfg.grad_clip is not None:
                     nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
                 opt.step()
