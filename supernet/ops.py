@@ -79,9 +79,7 @@ def _dw_taps(h: int, w: int, k: int, s: int) -> tuple[torch.Tensor, torch.Tensor
     `tap`, which of the k*k taps connects it."""
     p = k // 2
     ho_n, wo_n = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    ho, wo, i, j = torch.meshgrid(
-        torch.arange(ho_n), torch.arange(wo_n), torch.arange(k), torch.arange(k), indexing="ij"
-    )
+    ho, wo, i, j = torch.meshgrid(torch.arange(ho_n), torch.arange(wo_n), torch.arange(k), torch.arange(k), indexing="ij")
     hi, wi = ho * s + i - p, wo * s + j - p
     ok = (hi >= 0) & (hi < h) & (wi >= 0) & (wi < w)
     pos = ((ho * wo_n + wo) * (h * w) + hi * w + wi)[ok]
@@ -93,8 +91,8 @@ class _DepthwiseConv(torch.autograd.Function):
     """Depthwise conv: PyTorch's forward and input gradient; the weight gradient as one batched
     matrix product per channel. For channel c, the gradient of the (output pixel x input pixel)
     map is go_c^T @ x_c over the batch (a GEMM with K = batch), and each kernel tap's gradient is
-    the sum of the entries that tap connects. On CPU at 4x4..14x14 maps this is 2-14x faster
-    than PyTorch's depthwise weight-gradient kernel (benchmarks/depthwise_grad.py)."""
+    the sum of the entries that tap connects. Where it is used, and what it gains, is said at
+    `DW_FAST_MAX_PIXELS`; benchmarks/depthwise_grad.py measures it."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:  # type: ignore[override]
@@ -111,34 +109,18 @@ class _DepthwiseConv(torch.autograd.Function):
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
-                grad_out,
-                x,
-                weight,
-                None,
-                [s, s],
-                [k // 2, k // 2],
-                [1, 1],
-                False,
-                [0, 0],
-                c,
-                [True, False, False],
+                grad_out, x, weight, None, [s, s], [k // 2, k // 2], [1, 1], False, [0, 0], c, [True, False, False]
             )[0]
         if ctx.needs_input_grad[1]:
             pos, tap = _dw_taps(h, w, k, s)
-            go = grad_out.reshape(n, c, -1).transpose(0, 1).transpose(1, 2)  # c, Ho*Wo, n
+            go = grad_out.reshape(n, c, -1).permute(1, 2, 0)  # c, Ho*Wo, n
             xc = x.reshape(n, c, h * w).transpose(0, 1)  # c, n, h*w
             pair = torch.bmm(go, xc).reshape(c, -1)  # c, Ho*Wo*h*w
-            grad_w = (
-                torch.zeros(c, k * k, dtype=pair.dtype)
-                .index_add_(1, tap, pair[:, pos])
-                .view_as(weight)
-            )
+            grad_w = torch.zeros(c, k * k, dtype=pair.dtype).index_add_(1, tap, pair[:, pos]).view_as(weight)
         return grad_x, grad_w, None
 
 
-def depthwise_conv2d(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1
-) -> torch.Tensor:
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1) -> torch.Tensor:
     """`F.conv2d(x, weight, bias, stride, k // 2, groups=channels)` with a fast CPU weight gradient
     on small maps (`_DepthwiseConv`); same values (float rounding aside). Anything else — no grad,
     other devices, kernels under `DW_FAST_MIN_KERNEL`, maps over `DW_FAST_MAX_PIXELS`,
@@ -165,9 +147,7 @@ class DepthwiseConv2d(nn.Conv2d):
     (same parameters and state-dict keys as the plain module)."""
 
     def __init__(self, channels: int, kernel: int, stride: int = 1, bias: bool = False):
-        super().__init__(
-            channels, channels, kernel, stride, kernel // 2, groups=channels, bias=bias
-        )
+        super().__init__(channels, channels, kernel, stride, kernel // 2, groups=channels, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():  # TorchScript (export) compiles only the plain conv below
@@ -203,10 +183,7 @@ class DynamicConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
         # One transform per step down the kernel ladder, e.g. 7->5 and 5->3.
         self.transforms = nn.ParameterDict(
-            {
-                f"{big}to{small}": nn.Parameter(torch.eye(small * small))
-                for big, small in zip(kernels[::-1], kernels[::-1][1:])
-            }
+            {f"{big}to{small}": nn.Parameter(torch.eye(small * small)) for big, small in zip(kernels[::-1], kernels[::-1][1:])}
         )
         self.active_out = max_out
         self.active_kernel = self.max_kernel
@@ -224,9 +201,7 @@ class DynamicConv2d(nn.Module):
                 break
             crop = center_crop(w, small)
             shape = crop.shape
-            w = F.linear(
-                crop.reshape(-1, small * small), self.transforms[f"{big}to{small}"]
-            ).reshape(shape)
+            w = F.linear(crop.reshape(-1, small * small), self.transforms[f"{big}to{small}"]).reshape(shape)
             cur = small
         return w
 

@@ -11,36 +11,16 @@ from hwnas.search_space import Arch, Space, mid_channels, se_channels
 from hwnas.supernet.ops import DepthwiseConv2d, HSigmoid, build_act
 from torch import nn
 
-__all__ = [
-    "ConvBNAct",
-    "SqueezeExcite",
-    "MBConv",
-    "FusedMBConv",
-    "ConvBlock",
-    "Head",
-    "StaticNet",
-    "build_static",
-    "stage_has_expand",
-]
+__all__ = ["ConvBNAct", "SqueezeExcite", "MBConv", "FusedMBConv", "ConvBlock", "Head", "StaticNet", "build_static", "stage_has_expand"]
 
 
 class ConvBNAct(nn.Sequential):
     """Conv (no bias, padding k//2) -> BatchNorm -> activation (Identity when act is None)."""
 
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: int,
-        stride: int = 1,
-        act: str | None = "relu",
-        groups: int = 1,
-    ):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, act: str | None = "relu", groups: int = 1):
         depthwise = groups > 1 and groups == cin == cout
         super().__init__(
-            DepthwiseConv2d(cin, kernel, stride)
-            if depthwise
-            else nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            DepthwiseConv2d(cin, kernel, stride) if depthwise else nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
             nn.BatchNorm2d(cout),
             build_act(act),
         )
@@ -73,17 +53,7 @@ class _Residual(nn.Module):
 class MBConv(_Residual):
     """Inverted residual: 1x1 expand, kxk depthwise, SE, 1x1 project (linear), residual."""
 
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: int,
-        expand: int,
-        stride: int,
-        se: bool,
-        act: str,
-        has_expand: bool = True,
-    ):
+    def __init__(self, cin: int, cout: int, kernel: int, expand: int, stride: int, se: bool, act: str, has_expand: bool = True):
         super().__init__()
         mid = mid_channels(cin, expand) if has_expand else cin
         self.body = nn.Sequential(
@@ -98,9 +68,7 @@ class MBConv(_Residual):
 class FusedMBConv(_Residual):
     """Fused inverted residual: kxk expand conv, SE, 1x1 project (linear), residual."""
 
-    def __init__(
-        self, cin: int, cout: int, kernel: int, expand: int, stride: int, se: bool, act: str
-    ):
+    def __init__(self, cin: int, cout: int, kernel: int, expand: int, stride: int, se: bool, act: str):
         super().__init__()
         mid = mid_channels(cin, expand)
         self.body = nn.Sequential(
@@ -126,23 +94,11 @@ class ConvBlock(_Residual):
 class Head(nn.Module):
     """1x1 expand conv (optional), global average pool, 1x1 feature conv (optional), dropout, linear."""
 
-    def __init__(
-        self,
-        cin: int,
-        num_classes: int,
-        expand: int | None,
-        feature: int | None,
-        act: str,
-        dropout: float,
-    ):
+    def __init__(self, cin: int, num_classes: int, expand: int | None, feature: int | None, act: str, dropout: float):
         super().__init__()
         self.expand = ConvBNAct(cin, expand, 1, 1, act) if expand else nn.Identity()
         c = expand or cin
-        self.feature = (
-            nn.Sequential(nn.Conv2d(c, feature, 1, bias=False), build_act(act))
-            if feature
-            else nn.Identity()
-        )
+        self.feature = nn.Sequential(nn.Conv2d(c, feature, 1, bias=False), build_act(act)) if feature else nn.Identity()
         c = feature or c
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(c, num_classes)
@@ -159,14 +115,10 @@ def stage_has_expand(space: Space, stage: int) -> bool:
     return max(space.stages[stage].expands) > 1
 
 
-def make_block(
-    space: Space, stage: int, kind: str, cin: int, cout: int, kernel: int, expand: int, stride: int
-) -> nn.Module:
+def make_block(space: Space, stage: int, kind: str, cin: int, cout: int, kernel: int, expand: int, stride: int) -> nn.Module:
     ss = space.stages[stage]
     if kind == "mb":
-        return MBConv(
-            cin, cout, kernel, expand, stride, ss.se, ss.act, stage_has_expand(space, stage)
-        )
+        return MBConv(cin, cout, kernel, expand, stride, ss.se, ss.act, stage_has_expand(space, stage))
     if kind == "fmb":
         return FusedMBConv(cin, cout, kernel, expand, stride, ss.se, ss.act)
     if kind == "conv":
@@ -189,15 +141,11 @@ class StaticNet(nn.Module):
         for i, sa in enumerate(arch.stages):
             for j, b in enumerate(sa.blocks):
                 stride = space.stages[i].stride if j == 0 else 1
-                blocks.append(
-                    make_block(space, i, b.kind, cin, sa.width, b.kernel, b.expand, stride)
-                )
+                blocks.append(make_block(space, i, b.kind, cin, sa.width, b.kernel, b.expand, stride))
                 cin = sa.width
         self.blocks = nn.Sequential(*blocks)
         h = space.head
-        self.head = Head(
-            cin, space.num_classes, h.expand_channels, h.feature_channels, h.act, h.dropout
-        )
+        self.head = Head(cin, space.num_classes, h.expand_channels, h.feature_channels, h.act, h.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))

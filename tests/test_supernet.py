@@ -121,9 +121,7 @@ def test_sample_active_is_reproducible_and_trains():
 def test_set_active_rejects_bad_arch():
     net = Supernet("fmnist-mbv3")
     with pytest.raises(ValueError, match="k9"):
-        net.set_active(
-            "r28|s1w16:mb_k3_e1|s2w24:mb_k9_e4|s3w40:mb_k3_e3|s4w80:mb_k3_e6|s5w96:mb_k7_e4"
-        )
+        net.set_active("r28|s1w16:mb_k3_e1|s2w24:mb_k9_e4|s3w40:mb_k3_e3|s4w80:mb_k3_e6|s5w96:mb_k7_e4")
 
 
 # ---- export -------------------------------------------------------------------------------------
@@ -135,13 +133,7 @@ def test_export_onnx_torchscript_and_load_agree(supernet, tmp_path):
     rng = random.Random(2)
     archs = [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(3)]
     for i, a in enumerate(archs):
-        out = export(
-            supernet,
-            a,
-            tmp_path / f"c{i}",
-            formats="safetensors,onnx,torchscript",
-            metrics={"accuracy": 0.5},
-        )
+        out = export(supernet, a, tmp_path / f"c{i}", formats="safetensors,onnx,torchscript", metrics={"accuracy": 0.5})
         x = torch.randn(2, space.in_channels, a.resolution, a.resolution)
         supernet.set_active(a)
         with torch.no_grad():
@@ -228,7 +220,7 @@ def test_depthwise_conv2d_matches_torch_values_and_gradients(n, c, hw, k, stride
     from hwnas.supernet.ops import depthwise_conv2d
 
     g = torch.Generator().manual_seed(n * 100 + c)
-    x = torch.randn(n, c, hw, hw, generator=g, dtype=torch.float64).float().requires_grad_(True)
+    x = torch.randn(n, c, hw, hw, generator=g).requires_grad_(True)
     w = torch.randn(c, 1, k, k, generator=g).requires_grad_(True)
     b = torch.randn(c, generator=g).requires_grad_(True)
     ours = depthwise_conv2d(x, w, b, stride)
