@@ -487,10 +487,14 @@ def _front(ctx: dict[str, Any]) -> Any:
     """The final front: the measured candidates of the pareto stage (candidates.csv), accuracy
     measured on the search-val split through the supernet, the other metrics predicted."""
     import pandas as pd
+
+    return _front_from_table(ctx["cfg"], pd.read_csv(ctx["run_dir"] / "candidates.csv"))
+
+
+def _front_from_table(cfg: RunConfig, df: Any) -> Any:
+    """A ParetoFront over a candidates table (its metric columns; bookkeeping columns skipped)."""
     from hwnas.searchers import ParetoFront
 
-    cfg = ctx["cfg"]
-    df = pd.read_csv(ctx["run_dir"] / "candidates.csv")
     skip = {"trial", "arch", "feasible", "front", "rank", "source"}
     return ParetoFront.build(objectives=list(cfg.objectives), archs=list(df["arch"]),
                              metrics={k: df[k].to_numpy() for k in df.columns if k not in skip},
@@ -562,14 +566,14 @@ def _stage_pareto(ctx: dict[str, Any]) -> dict[str, Any]:
                     atomic_write_text(cache, pd.DataFrame({"arch": list(new), "val_accuracy": list(new.values())}).to_csv(index=False))
         measured.update(new)
     rows = []
-    sources = [(a, t, "search") for a, t in picked] + [(a, -1, "pairs") for a in pairs["arch"] if a not in dict(picked)]
+    searched = dict(picked)
+    sources = [(a, t, "search") for a, t in picked] + [(a, -1, "pairs") for a in pairs["arch"] if a not in searched]
     for a, t, src in sources:
         m = fn(space.parse(a))
         rows.append({"trial": t, "arch": a, "source": src, **m, "predicted_accuracy": m["accuracy"],
                      "accuracy": float(measured[a])})
     cand = pd.DataFrame(rows)
-    atomic_write_text(run_dir / "candidates.csv", cand.to_csv(index=False))
-    front = _front(ctx)
+    front = _front_from_table(cfg, cand)
     full = front.to_frame(all_trials=True).assign(source=cand["source"].to_numpy())
     atomic_write_text(run_dir / "candidates.csv", full.to_csv(index=False))
     df = front.to_frame()
@@ -649,11 +653,12 @@ def export_pick(
     overwrite: bool = False,
     extra: Mapping[str, Any] | None = None,
     latency: Mapping[str, tuple[float, float]] | None = None,
+    static: Any = None,
 ) -> dict[str, Any]:
     """Extract `arch`, recalibrate BN, measure test accuracy and latency/memory, export with both metric sets.
 
     `latency` ({device: (min_ms, median_ms)}) passes timings already taken (`measure_round_robin`);
-    without it each device is timed here once."""
+    without it each device is timed here once. `static` passes `arch` already extracted."""
     import torch
     from hwnas.estimators import Device, MemoryModel, measure
     from hwnas.estimators.flops import arch_macs, arch_params
@@ -663,7 +668,7 @@ def export_pick(
     arch = space.parse(arch)
     calib = loaders.calib_images(calib_images)
     with torch.no_grad():
-        static = supernet.extract(arch).eval()
+        static = (supernet.extract(arch) if static is None else static).eval()
         recalibrate_bn(static, None, calib, len(calib))
         test_acc = evaluate(static, None, loaders.test, recalibrate=False)
     measured: dict[str, float] = {"accuracy": float(test_acc)}
@@ -769,14 +774,15 @@ def _stage_export(ctx: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     with torch.no_grad():
-        statics = [(net.extract(space.parse(p.arch)).eval(), space.parse(p.arch).resolution) for _, _, p in picks]
+        archs = [space.parse(p.arch) for _, _, p in picks]
+        statics = [(net.extract(a).eval(), a.resolution) for a in archs]
     timings = measure_round_robin(statics, cfg.devices, rounds=3)  # before BN recalibration: timing is not affected
-    for (i, b, pick), lat in zip(picks, timings):
+    for (i, b, pick), lat, (static, _) in zip(picks, timings, statics):
         label = f"B{i + 1} ({key}<={b:g})"
         res = export_pick(supernet=net, space=space, arch=pick.arch, out_dir=exp_root / f"budget{i + 1}",
                           devices=cfg.devices, loaders=loaders, predicted=pick.metrics, calib_images=cfg.calib_images,
                           formats=cfg.export_formats, extra={"budget": f"{key}<={b}", "trial": pick.trial},
-                          latency=lat)
+                          latency=lat, static=static)
         res.update({"budget_ms": b, "label": f"B{i + 1}", "title": label, "trial": pick.trial})
         out.append(res)
         _say(f"    {label}: {pick.arch}  test acc {100 * res['measured']['accuracy']:.2f}%, "
