@@ -306,9 +306,8 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
             bar.close()
 
 
-def _worker_main(payload: bytes) -> None:
+def _worker_main(a: dict[str, Any]) -> None:
     """Entry point of one worker process (spawned): reopen the study and run the shared loop."""
-    a = pickle.loads(payload)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -444,12 +443,12 @@ def _run_workers(study: Any, space: Space, fn: ObjectiveFn | None, providers: An
             "seed": None if seed is None else seed + 1000 * i, "population_size": population_size,
             "progress": progress and i == 0, "index": i,
         }
-        try:
-            data = pickle.dumps(payload)
+        try:  # the spawn context pickles the arguments; check here for a clear error before starting
+            pickle.dumps(payload)
         except Exception as e:  # lambdas / closures cannot cross a process boundary
             raise ConfigError(f"the objective function cannot be sent to worker processes ({e}); "
                               "use a module-level function or class, or a registered provider") from None
-        p = ctx.Process(target=_worker_main, args=(data,), name=f"hwnas-search-{i}")
+        p = ctx.Process(target=_worker_main, args=(payload,), name=f"hwnas-search-{i}")
         p.start()
         procs.append(p)
     for p in procs:
