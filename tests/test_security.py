@@ -25,8 +25,6 @@ ALLOWED_PICKLE = {
     # CIFAR-10's official batches are pickles: read with an Unpickler that only resolves numpy's
     # array reconstructors (tested below to refuse anything else).
     ("data.py", "Unpickler"),
-    # The parent process pickles its own payload to the worker processes it spawns (never a file).
-    ("searchers/_optuna.py", "pickle.loads"),
 }
 
 
