@@ -126,3 +126,31 @@ def test_load_supernet_refuses_non_checkpoints(tmp_path):
     (tmp_path / "supernet.safetensors").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="not a supernet"):
         load_supernet(tmp_path)
+
+
+def _train_policies_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_policies.py"
+    spec = importlib.util.spec_from_file_location("train_policies_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@needs_fmnist
+def test_budget_sizing_of_the_policy_benchmark(tmp_path):
+    """`train_policies.py --budget-minutes`: a real timed probe gives the step count; the schedule
+    grows epochs when the data's epoch is too short and keeps its shape."""
+    bench = _train_policies_benchmark()
+    cfg = tiny_config(tmp_path, policy="deps", epochs=2, deps_ramp_epochs=0.5)  # 1024 images / 64 = 16 steps an epoch
+    steps, probe = bench.steps_for_budget(cfg, 30.0, tmp_path / "runs", probe_steps=8)
+    assert probe["probe_steps"] == 8 and set(probe["probe_seconds_per_step_by_phase"]) == {"full", "ramp", "shrink"} and probe["probe_seconds_per_step"] > 0
+    assert steps == max(2, int(30.0 / probe["probe_seconds_per_step"]))
+    assert not any((tmp_path / "runs").iterdir()), "the probe run is removed"
+    same = bench.fit_schedule(cfg, 20)  # fits in the 2 epochs of 16 steps
+    assert (same.epochs, same.steps_per_epoch, same.deps_ramp_epochs) == (2, 10, 0.5)
+    longer = bench.fit_schedule(cfg, 100)  # needs 7 epochs of <= 16 steps
+    assert (longer.epochs, longer.steps_per_epoch) == (7, 14)
+    assert longer.deps_ramp_epochs == pytest.approx(0.5 * 7 / 2)  # the ramp stays a quarter of training
