@@ -156,17 +156,24 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # a re-run replaces its older record in the plot
     for rec in records:
         latest[(rec["policy"], rec["schedule"], (rec.get("budget") or {}).get("budget_seconds"))] = rec
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {"deps": "tab:blue", "sandwich": "tab:orange", "progressive": "tab:green"}  # one colour a policy
+    markers = {"demo": "s", "default": "*", "compare": "o"}  # one marker a schedule; a budget run: triangles
+    fig, ax = plt.subplots(figsize=(8, 5))
     for rec in latest.values():
         xs = [r["flops"] / 1e6 for r in rec["subnets"]]
         ys = [100 * r["test_acc"] for r in rec["subnets"]]
+        style = {"color": colors.get(rec["policy"]), "marker": "^" if rec.get("budget") else markers.get(rec["schedule"], "D"),
+                 "s": 70 if rec["schedule"] == "default" else 30}
+        if rec["schedule"] == "compare" and not rec.get("budget"):
+            style["facecolors"] = "none"
+            style["edgecolors"] = style.pop("color")
         budget = f", {rec['budget']['budget_seconds'] / 60:g}-min budget" if rec.get("budget") else ""
-        ax.scatter(xs, ys, label=f"{rec['policy']} / {rec['schedule']}{budget} ({rec['train_seconds'] / 60:.1f} min)", alpha=0.8)
+        ax.scatter(xs, ys, label=f"{rec['policy']} / {rec['schedule']}{budget} ({rec['train_seconds'] / 60:.1f} min)", alpha=0.8, **style)
     ax.set_xlabel("subnet MFLOPs (fvcore, one image)")
     ax.set_ylabel("test accuracy, BN recalibrated (%)")
     ax.set_title("Fashion-MNIST fmnist-mbv3 supernet: accuracy vs FLOPs per policy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
