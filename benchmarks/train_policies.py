@@ -14,7 +14,8 @@ accuracy vs. FLOPs per policy is redrawn beside it (`train_policies.png`).
 `--budget-minutes M` sizes the run to a wall-clock budget instead of the schedule's step count: a
 short probe run of the same schedule (same phase fractions, so the same mix of full-net and
 multi-subnet steps) measures this policy's seconds per step on this machine now, and the real run
-gets M minutes' worth of steps (split over the schedule's epochs). Policies that do more work per
+gets M minutes' worth of steps (over the schedule's epochs, or more epochs when one
+pass over the data holds too few batches). Policies that do more work per
 step so get fewer steps: that is the equal wall-clock comparison.
 """
 
@@ -91,7 +92,7 @@ def fit_schedule(cfg: Any, steps: int) -> Any:
     from hwnas.data import make_loaders
     from hwnas.search_space import Space
 
-    space = Space.preset(cfg.space) if not str(cfg.space).endswith((".yaml", ".yml")) else Space.from_yaml(cfg.space)
+    space = Space.preset(str(cfg.space))  # a preset name or a space YAML path
     full = len(make_loaders(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, search_val=cfg.search_val,
                             seed=cfg.seed, subset=cfg.subset, space=space).train)
     epochs = max(cfg.epochs, -(-steps // full))

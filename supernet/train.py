@@ -614,7 +614,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
         if ckpt_path.exists() and not resume:
             raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
 
-    space = Space.preset(cfg.space) if not str(cfg.space).endswith((".yaml", ".yml")) else Space.from_yaml(cfg.space)
+    space = Space.preset(str(cfg.space))  # a preset name or a space YAML path
     loaders = make_loaders(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, search_val=cfg.search_val,
                            seed=cfg.seed, subset=cfg.subset, steps_per_epoch=cfg.steps_per_epoch, space=space)
     if is_main:
