@@ -310,7 +310,7 @@ def _loaders(ctx: dict[str, Any]) -> Any:
 
 def _supernet(ctx: dict[str, Any]) -> Any:
     if "supernet" not in ctx:
-        from hwnas.supernet.train import load_supernet
+        from hwnas.supernet import load_supernet
 
         ctx["supernet"] = load_supernet(ctx["run_dir"] / "supernet").eval()
     return ctx["supernet"]
@@ -863,7 +863,7 @@ def _plot_predicted_vs_measured(ctx: dict[str, Any], path: Path) -> None:
 def _machine() -> dict[str, Any]:
     import torch
     from hwnas.estimators.devices import cpu_model
-    from hwnas.supernet.export import versions
+    from hwnas.supernet.checkpoint import versions
 
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(), "os": platform.platform(),
             "versions": versions()}

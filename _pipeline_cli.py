@@ -79,7 +79,7 @@ def _export(args: argparse.Namespace) -> int:
     from hwnas.errors import CheckpointError, ConfigError
     from hwnas.search_space import Space
     from hwnas.searchers import ParetoFront, load_study
-    from hwnas.supernet.train import load_supernet
+    from hwnas.supernet import load_supernet
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:

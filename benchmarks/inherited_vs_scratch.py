@@ -51,9 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from hwnas._io import atomic_write_json
     from hwnas.data import make_loaders
-    from hwnas.supernet import build_static
+    from hwnas.supernet import TrainConfig, build_static, load_supernet
     from hwnas.supernet.bn import evaluate
-    from hwnas.supernet.train import TrainConfig, load_supernet
     from nas_vs_manual import train_from_scratch
 
     torch.set_num_threads(args.threads)

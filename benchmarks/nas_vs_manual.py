@@ -100,9 +100,8 @@ def main() -> None:
     from hwnas._pipeline import _front, load_run_config
     from hwnas.data import make_loaders
     from hwnas.estimators import Device, measure
-    from hwnas.supernet import build_static
+    from hwnas.supernet import build_static, load_config, load_supernet
     from hwnas.supernet.bn import evaluate, recalibrate_bn
-    from hwnas.supernet.train import load_config, load_supernet
 
     cfg = load_run_config(None, **json.loads((args.run / "config.json").read_text()))
     tcfg = load_config(REPO / cfg.train_config, schedule=cfg.schedule, overrides={"space": cfg.space})

@@ -21,7 +21,7 @@ import torch
 from hwnas._io import atomic_write_json
 from hwnas.search_space import Space
 from hwnas.supernet import Supernet
-from hwnas.supernet.export import versions
+from hwnas.supernet.checkpoint import versions
 
 REPO = Path(__file__).resolve().parents[1]
 # (space, input px or None for the arch's own resolution, batch)

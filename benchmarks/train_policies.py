@@ -103,8 +103,9 @@ def fit_schedule(cfg: Any, steps: int) -> Any:
 def measure(run_dir: Path, n_random: int, test_images: int | None, calib: int) -> dict[str, Any]:
     import torch
     from hwnas.data import make_loaders
+    from hwnas.supernet import load_supernet
     from hwnas.supernet.bn import evaluate
-    from hwnas.supernet.train import load_supernet, report_archs
+    from hwnas.supernet.train import report_archs
 
     net = load_supernet(run_dir)
     meta = json.loads((run_dir / "supernet.json").read_text())

@@ -228,12 +228,12 @@ def measure(target: Any, device: Device | str, *, space: Any = None, arch: Any =
     device.check_available()
     kw = dict(warmup=warmup, repeats=repeats, min_sample_ms=min_sample_ms)
     if isinstance(target, (str, Path)) and Path(target).is_dir():
-        from hwnas.supernet import load
-        from hwnas.supernet.export import read_info
+        from hwnas.supernet import load_subnet
+        from hwnas.supernet.checkpoint import read_info
 
         ckpt = Path(target)
         info = read_info(ckpt)
-        net = load(ckpt)
+        net = load_subnet(ckpt)
         res = resolution or (int(info["input_shape"][-1]) if "input_shape" in info else net.resolution)
         shape = (device.batch_size, _in_channels(net), res, res)
         if device.backend == "onnxruntime" and (ckpt / "model.onnx").is_file():

@@ -62,10 +62,10 @@ def _time(args: argparse.Namespace) -> int:
     if not torch.cuda.is_available():
         raise HwnasError("`hwnas kernels time` needs a CUDA GPU; none is visible (use `hwnas kernels check` on a CPU)")
     from hwnas.kernels import fuse
-    from hwnas.supernet import load
+    from hwnas.supernet import load_subnet
     from triton.testing import do_bench
 
-    model = load(args.checkpoint).eval().cuda()
+    model = load_subnet(args.checkpoint).eval().cuda()
     fused = fuse(model, tf32=True)
     r = model.resolution
     x = torch.randn(args.batch, model.stem[0].in_channels, r, r, device="cuda")

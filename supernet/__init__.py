@@ -1,30 +1,27 @@
-"""The weight-sharing supernet: dynamic ops and blocks, `Supernet`, static subnets, export,
-training policies and BN recalibration."""
+"""The weight-sharing supernet: dynamic ops and blocks, `Supernet`, static subnets, checkpoints
+(supernet and subnet), the `Trainer` with its policies, and BN recalibration.
+
+May import: search_space and hwnas.data; never estimators, kernels or searchers.
+"""
 
 from __future__ import annotations
 
 from hwnas.supernet._supernet import Supernet, resize_input
 from hwnas.supernet.bn import evaluate, recalibrate_bn
-from hwnas.supernet.export import export, load
+from hwnas.supernet.checkpoint import export, load_subnet, load_supernet, save_supernet
 from hwnas.supernet.static import StaticNet, build_static
-from hwnas.supernet.train import (
-    TrainConfig,
-    TrainResult,
-    load_config,
-    load_supernet,
-    save_supernet,
-    train,
-)
+from hwnas.supernet.train import TrainConfig, Trainer, TrainResult, load_config, train
 
 __all__ = [
     "StaticNet",
     "Supernet",
     "TrainConfig",
     "TrainResult",
+    "Trainer",
     "build_static",
     "evaluate",
     "export",
-    "load",
+    "load_subnet",
     "load_config",
     "load_supernet",
     "recalibrate_bn",

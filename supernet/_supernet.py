@@ -112,16 +112,24 @@ class Supernet(nn.Module):
 
     @torch.no_grad()
     def extract(self, arch: Arch | str | None = None) -> StaticNet:
-        """A standalone static model of `arch` (or the active arch) with copied weights, same train/eval mode."""
+        """A standalone static model of `arch` (or the active arch) with copied weights, same train/eval mode.
+
+        The supernet's active arch is the same afterwards as before: extracting is a read.
+        """
+        before = self.active_arch
         if arch is not None:
             self.set_active(arch)
         assert self.active_arch is not None
         arch = self.active_arch
-        with torch.device("meta"):  # a skeleton only: every part is replaced by a copy below
-            net = StaticNet(self.space, arch)
-        net.stem = copy.deepcopy(self.stem)
-        net.blocks = nn.Sequential(*[blk.to_static() for blk in self._path])
-        net.head = self.head.to_static(arch.stages[-1].width)
+        try:
+            with torch.device("meta"):  # a skeleton only: every part is replaced by a copy below
+                net = StaticNet(self.space, arch)
+            net.stem = copy.deepcopy(self.stem)
+            net.blocks = nn.Sequential(*[blk.to_static() for blk in self._path])
+            net.head = self.head.to_static(arch.stages[-1].width)
+        finally:
+            if before is not None and before != arch:
+                self.set_active(before)
         device = next(self.parameters()).device
         dtype = next(self.parameters()).dtype
         return net.to(device=device, dtype=dtype).train(self.training)

@@ -52,8 +52,7 @@ def work(tmp_path_factory) -> dict[str, Path]:
     from hwnas.estimators import MeasureSettings, profile
     from hwnas.search_space import Space
     from hwnas.searchers import search
-    from hwnas.supernet import Supernet, build_static, export
-    from hwnas.supernet.train import save_supernet
+    from hwnas.supernet import Supernet, build_static, export, save_supernet
 
     w = tmp_path_factory.mktemp("bad")
     space = Space.preset("fmnist-mbv3")
@@ -275,8 +274,7 @@ def _api_cases(work: dict[str, Path]) -> dict[str, tuple[type[Exception], tuple[
     from hwnas.searchers._objectives import check_values
     from hwnas.searchers._optuna import make_sampler
     from hwnas.searchers._storage import open_storage
-    from hwnas.supernet import build_static, export, load
-    from hwnas.supernet.train import load_supernet
+    from hwnas.supernet import build_static, export, load_subnet, load_supernet
 
     sp = _space()
     return {
@@ -307,9 +305,9 @@ def _api_cases(work: dict[str, Path]) -> dict[str, tuple[type[Exception], tuple[
                                                 sampler="random", progress=False)),
         "storage-url": (ConfigError, ("gopher",), lambda: open_storage("gopher://x")),
         "study-corrupt": (ConfigError, ("not a database",), lambda: load_study(None, f"sqlite:///{work['garbage_db']}")),
-        "checkpoint-truncated": (CheckpointError, ("weights.safetensors",), lambda: load(work["ckpt_trunc"])),
-        "checkpoint-bad-json": (CheckpointError, ("arch.json",), lambda: load(work["ckpt_badjson"])),
-        "checkpoint-missing": (CheckpointError, ("does not exist",), lambda: load(work["root"] / "nope")),
+        "checkpoint-truncated": (CheckpointError, ("weights.safetensors",), lambda: load_subnet(work["ckpt_trunc"])),
+        "checkpoint-bad-json": (CheckpointError, ("arch.json",), lambda: load_subnet(work["ckpt_badjson"])),
+        "checkpoint-missing": (CheckpointError, ("does not exist",), lambda: load_subnet(work["root"] / "nope")),
         "export-exists": (CheckpointError, ("already exists",),
                           lambda: export(build_static(sp, sp.min_arch()), sp.min_arch(), work["existing_out"], space=sp)),
         "supernet-truncated": (CheckpointError, ("supernet.safetensors",), lambda: load_supernet(work["supernet_trunc"])),

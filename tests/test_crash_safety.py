@@ -108,7 +108,7 @@ def test_kill_training_mid_epoch_then_resume(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["steps"] == 2 * spe and report["epochs"] == 2
     assert not [q for q in out.iterdir() if q.name.startswith(".") and q.name.endswith(".tmp")]
-    from hwnas.supernet.train import load_supernet
+    from hwnas.supernet import load_supernet
 
     load_supernet(out)  # the final supernet is whole
 
@@ -196,7 +196,7 @@ export(net, arch, sys.argv[1], formats="safetensors,onnx,torchscript", metrics={
 @pytest.mark.slow
 def test_kill_export_leaves_no_checkpoint_then_reexport(tmp_path: Path) -> None:
     from hwnas.errors import CheckpointError
-    from hwnas.supernet import load
+    from hwnas.supernet import load_subnet
 
     script = tmp_path / "export.py"
     script.write_text(_EXPORT)
@@ -206,14 +206,14 @@ def test_kill_export_leaves_no_checkpoint_then_reexport(tmp_path: Path) -> None:
     _kill9_when(p, lambda: any(any(d.iterdir()) for d in tmp_path.glob(".tmp-ckpt-*") if d.is_dir()))
     assert not out.exists(), "a killed export left a checkpoint directory behind"
     with pytest.raises(CheckpointError):
-        load(out)
+        load_subnet(out)
     leftovers = list(tmp_path.glob(".tmp-ckpt-*"))
     assert leftovers, "expected the killed export's temporary directory (named so it is never loaded)"
     with pytest.raises(CheckpointError):
-        load(leftovers[0])  # the half-written temporary directory is not a loadable checkpoint
+        load_subnet(leftovers[0])  # the half-written temporary directory is not a loadable checkpoint
 
     _run([PY, str(script), str(out)], tmp_path)
-    net = load(out)
+    net = load_subnet(out)
     info = json.loads((out / "arch.json").read_text())
     assert info["metrics"]["note"] == "crash test"
     assert net is not None

@@ -79,7 +79,7 @@ def test_front_members_are_non_dominated_and_feasible(run_dir):
 @pytest.mark.slow
 def test_exported_checkpoints_reload_and_reproduce_their_accuracy(run_dir):
     from hwnas.data import make_loaders
-    from hwnas.supernet import load
+    from hwnas.supernet import load_subnet
     from hwnas.supernet.bn import evaluate
 
     for ck in sorted((run_dir / "exported").iterdir()):
@@ -87,7 +87,7 @@ def test_exported_checkpoints_reload_and_reproduce_their_accuracy(run_dir):
         m = info["metrics"]
         assert set(m["predicted"]) >= {"accuracy", "latency_ms@cpu"} and "accuracy" in m["measured"]
         assert m["measured"]["latency_ms@cpu"] > 0
-        model = load(ck)
+        model = load_subnet(ck)
         loaders = make_loaders("fashion-mnist", space=model.space)
         acc = evaluate(model, None, loaders.test, recalibrate=False)
         assert acc == pytest.approx(m["measured"]["accuracy"], abs=1e-9)

@@ -150,7 +150,7 @@ def _evil_torch_file(marker: Path) -> bytes:
 def test_export_load_rejects_code_in_weights(tmp_path: Path) -> None:
     from hwnas.errors import CheckpointError
     from hwnas.search_space import Space
-    from hwnas.supernet import build_static, export, load
+    from hwnas.supernet import build_static, export, load_subnet
 
     space = Space.preset("fmnist-mbv3")
     arch = space.min_arch()
@@ -159,17 +159,16 @@ def test_export_load_rejects_code_in_weights(tmp_path: Path) -> None:
     for payload in (_evil_pickle(marker), _evil_torch_file(marker)):
         (ck / "weights.safetensors").write_bytes(payload)
         with pytest.raises(CheckpointError):
-            load(ck)
+            load_subnet(ck)
         with pytest.raises(CheckpointError):
-            load(ck, verify=False)  # without the SHA-256 check the safetensors reader still refuses it
+            load_subnet(ck, verify=False)  # without the SHA-256 check the safetensors reader still refuses it
     assert not marker.exists(), "loading a checkpoint ran code"
 
 
 def test_load_supernet_rejects_code(tmp_path: Path) -> None:
     from hwnas.errors import CheckpointError
     from hwnas.search_space import Space
-    from hwnas.supernet import Supernet
-    from hwnas.supernet.train import load_supernet, save_supernet
+    from hwnas.supernet import Supernet, load_supernet, save_supernet
 
     d = tmp_path / "sn"
     save_supernet(Supernet(Space.preset("fmnist-mbv3")), d)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hwnas.errors import CheckpointError
 from hwnas.search_space import Space
-from hwnas.supernet import StaticNet, Supernet, export, load
+from hwnas.supernet import StaticNet, Supernet, export, load_subnet
 from hwnas.supernet.ops import DynamicConv2d
 
 PRESETS = ["fmnist-mbv3", "fmnist-mixed", "ofa-mbv3"]
@@ -138,7 +138,7 @@ def test_export_onnx_torchscript_and_load_agree(supernet, tmp_path):
         supernet.set_active(a)
         with torch.no_grad():
             ref = supernet(x)
-            loaded = load(out)
+            loaded = load_subnet(out)
             torch.testing.assert_close(loaded(x), ref, atol=1e-5, rtol=0)
             ts = torch.jit.load(str(out / "model.pt"))
             torch.testing.assert_close(ts(x), ref, atol=1e-4, rtol=0)
@@ -174,14 +174,14 @@ def test_load_refuses_truncated_or_altered_checkpoints(tmp_path):
     data = w.read_bytes()
     w.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="SHA-256"):
-        load(out)
+        load_subnet(out)
     with pytest.raises(CheckpointError, match="cannot be read"):
-        load(out, verify=False)
+        load_subnet(out, verify=False)
     (out / "arch.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupted"):
-        load(out)
+        load_subnet(out)
     with pytest.raises(CheckpointError, match="does not exist"):
-        load(tmp_path / "nowhere")
+        load_subnet(tmp_path / "nowhere")
 
 
 def test_load_never_unpickles(tmp_path):
@@ -200,7 +200,7 @@ def test_load_never_unpickles(tmp_path):
     # replacing the safetensors file with a pickle is refused, and nothing runs
     (out / "weights.safetensors").write_bytes(pickle.dumps(Evil()))
     with pytest.raises(CheckpointError):
-        load(out, verify=False)
+        load_subnet(out, verify=False)
     assert not marker.exists()
 
 

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 from hwnas.errors import CheckpointError, ConfigError
+from hwnas.supernet import load_supernet
 from hwnas.supernet.train import (
     DepsPolicy,
     ProgressivePolicy,
     SandwichPolicy,
     TrainConfig,
     load_config,
-    load_supernet,
     lr_at,
     train,
 )

@@ -1,21 +1,29 @@
-"""Export a subnet as a self-contained checkpoint directory, and load it back without pickles.
+"""Checkpoints, both kinds, written and read without pickles.
 
-Layout of a checkpoint directory::
+- A **supernet** checkpoint: `supernet.safetensors` + `supernet.json` (space, training config,
+  report). `save_supernet(net, dir)` / `load_supernet(dir) -> Supernet`.
+- A **subnet** checkpoint: a static model of one arch, exported to run on its own.
+  `export(supernet_or_static, arch, dir)` / `load_subnet(dir) -> StaticNet`.
+
+Layout of a subnet checkpoint directory::
 
     arch.json           space, arch, input shape, normalisation, metrics, versions, file hashes
     weights.safetensors the static model's state dict
     model.onnx          (optional) ONNX graph, batch dimension dynamic
     model.pt            (optional) TorchScript
 
-`load(dir)` rebuilds the static model from `arch.json` and the safetensors weights: no code is
+`load_subnet(dir)` rebuilds the static model from `arch.json` and the safetensors weights: no code is
 unpickled, and every file's SHA-256 is checked against `arch.json` so a truncated or altered
 checkpoint is refused.
+
+Imports: search_space, and this package's `_supernet` and `static`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from collections.abc import Iterable, Mapping
@@ -23,18 +31,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hwnas._io import atomic_dir
+from hwnas._io import atomic_dir, atomic_write_bytes, atomic_write_json, read_json
 from hwnas.errors import CheckpointError
 from hwnas.search_space import Arch, Space
 from hwnas.supernet._supernet import Supernet
 from hwnas.supernet.static import StaticNet, build_static
 from torch import nn
 
-__all__ = ["FORMATS", "export", "load", "read_info", "versions"]
+__all__ = [
+    "FORMATS",
+    "BUNDLE_ROOT",
+    "bundle_names",
+    "export",
+    "load_subnet",
+    "load_supernet",
+    "read_info",
+    "read_supernet_meta",
+    "resolve_supernet",
+    "save_supernet",
+    "verify_bundle",
+    "versions",
+]
 
 FORMATS = ("safetensors", "onnx", "torchscript")
-CHECKPOINT_FORMAT = "hwnas-checkpoint"
+CHECKPOINT_FORMAT = "hwnas-checkpoint"  # a subnet checkpoint (arch.json)
 CHECKPOINT_VERSION = 1
+SUPERNET_FORMAT = "hwnas-supernet"  # a supernet checkpoint (supernet.json)
 
 
 def versions() -> dict[str, str]:
@@ -186,7 +208,7 @@ def read_info(ckpt_dir: str | Path) -> dict[str, Any]:
     return info
 
 
-def load(ckpt_dir: str | Path, *, verify: bool = True, map_location: str | torch.device = "cpu") -> StaticNet:
+def load_subnet(ckpt_dir: str | Path, *, verify: bool = True, map_location: str | torch.device = "cpu") -> StaticNet:
     """Rebuild the static model of a checkpoint directory (eval mode), with no pickled code."""
     ckpt_dir = Path(ckpt_dir)
     info = read_info(ckpt_dir)
@@ -219,3 +241,122 @@ def load(ckpt_dir: str | Path, *, verify: bool = True, map_location: str | torch
         raise CheckpointError(f"{str(wpath)!r} does not fit arch {arch}: {str(e).splitlines()[0]}") from None
     model.space = space  # type: ignore[attr-defined]  # lets callers re-export or profile it
     return model.eval()
+
+
+# ---- supernet checkpoints ----------------------------------------------------------------------
+def save_supernet(net: Supernet, out_dir: str | os.PathLike, *, config: Any = None,
+                  report: Mapping[str, Any] | None = None) -> Path:
+    """Write `supernet.safetensors` + `supernet.json` (space dict, config, report) atomically."""
+    from safetensors.torch import save as st_save
+
+    out = Path(out_dir)
+    # An EMA or DDP wrapper may hold the net; what is saved is always the plain Supernet's state.
+    sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    atomic_write_bytes(out / "supernet.safetensors", st_save(sd))
+
+    atomic_write_json(
+        out / "supernet.json",
+        {
+            "format": SUPERNET_FORMAT,
+            "version": 1,
+            "space": net.space.to_dict(),
+            "config": config.to_dict() if hasattr(config, "to_dict") else config,
+            "report": dict(report or {}),
+            "versions": versions(),
+        },
+    )
+    return out / "supernet.safetensors"
+
+
+BUNDLE_ROOT = Path(__file__).resolve().parents[1] / "results" / "supernets"
+BUNDLE_FORMAT = "hwnas-supernet-bundle"
+
+
+def bundle_names(root: Path = BUNDLE_ROOT) -> list[str]:
+    """The shipped supernet bundles (`results/supernets/<space>/`), by name."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "supernet.json").is_file())
+
+
+def resolve_supernet(name_or_path: str | os.PathLike) -> Path:
+    """The folder of a supernet: a path to a folder (or to its supernet.json / .safetensors), or the
+    name of a shipped bundle (`"fmnist-mbv3"` -> results/supernets/fmnist-mbv3)."""
+    p = Path(name_or_path)
+    if p.exists():
+        return p if p.is_dir() else p.parent
+    name = str(name_or_path)
+    if "/" not in name and "\\" not in name and (BUNDLE_ROOT / name / "supernet.json").is_file():
+        return BUNDLE_ROOT / name
+    raise CheckpointError(f"no supernet at {name!r}: not a path that exists, nor a shipped bundle "
+                          f"(shipped: {bundle_names() or 'none'})")
+
+
+def verify_bundle(d: Path, meta: Mapping[str, Any]) -> None:
+    """Check every file a bundle manifest lists against its SHA-256; raise CheckpointError naming
+    the first one that is missing or altered."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise CheckpointError(f"{d / 'supernet.json'}: a bundle manifest must list its files with SHA-256")
+    for name, digest in sorted(files.items()):
+        f = d / name
+        if "/" in name or not f.is_file():
+            raise CheckpointError(f"bundle {d}: {name} listed in supernet.json is missing")
+        if _sha256(f) != digest:
+            raise CheckpointError(f"bundle {d}: {name} does not match its SHA-256 in supernet.json (altered or "
+                                  "truncated); re-make the bundle with `hwnas train ... --bundle`")
+
+
+def read_supernet_meta(name_or_path: str | os.PathLike, *, verify: bool = True) -> tuple[Path, dict[str, Any]]:
+    """(folder, parsed supernet.json) of a supernet checkpoint or bundle; a bundle's hashes are checked."""
+    d = resolve_supernet(name_or_path)
+    meta_p = d / "supernet.json"
+    if not meta_p.is_file() or not (d / "supernet.safetensors").is_file():
+        raise CheckpointError(f"{d} is not a supernet checkpoint: needs supernet.json and supernet.safetensors")
+    try:
+        meta = read_json(meta_p)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot read {meta_p}: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") not in (SUPERNET_FORMAT, BUNDLE_FORMAT):
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{meta_p} is not a supernet description (format {fmt!r})")
+    if meta["format"] == BUNDLE_FORMAT and verify:
+        verify_bundle(d, meta)
+    return d, meta
+
+
+def load_supernet(name_or_path: str | os.PathLike, *, space: Space | str | None = None, verify: bool = True) -> Supernet:
+    """Rebuild a trained `Supernet` (no pickles) from a folder with `supernet.json` +
+    `supernet.safetensors`, or a shipped bundle by name (`load_supernet("fmnist-mbv3")`).
+
+    A bundle's files are checked against the SHA-256 in its manifest. `space` (a Space or a preset
+    name) is the space the caller expects: a supernet of another space is refused; a bundle loaded
+    by name must hold the space of that name.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    d, meta = read_supernet_meta(name_or_path, verify=verify)
+    try:
+        held = Space.from_dict(meta["space"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{d / 'supernet.json'} does not describe a valid space: {e}") from None
+    by_name = not Path(name_or_path).exists()
+    if by_name and held.name != str(name_or_path):
+        raise CheckpointError(f"bundle {str(name_or_path)!r} ({d}) holds space {held.name!r}, not {str(name_or_path)!r}: "
+                              "a bundle's folder is named after its space")
+    if space is not None:
+        want = Space.preset(space) if isinstance(space, str) else space
+        if want.to_dict() != held.to_dict():
+            raise CheckpointError(f"supernet {str(name_or_path)!r} holds space {held.name!r}, which is not the expected "
+                                  f"space {want.name!r} (or differs from it); pass the supernet of that space")
+    w_p = d / "supernet.safetensors"
+    net = Supernet(held)
+    try:
+        sd = load_file(str(w_p))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {w_p}: {e}") from e
+    missing, unexpected = net.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{w_p} does not match its space: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return net

@@ -1,0 +1,244 @@
+"""Supernet recipe ablation: which training switches make inherited subnets as good as trained alone?
+
+Each `--variant` is the `default` schedule of configs/fmnist.yaml with a few trainer switches
+changed (the table `VARIANTS` below), trained for the same number of steps (`--steps`, default
+1,000 x 128 images) so the variants see the same data; each run's wall clock is recorded beside it.
+After training, 25 subnets are scored through the supernet with BN recalibrated: 5 fixed ones
+(min, max, and 3 spread evenly by MACs between them) on the test set and on search-val, and 20
+fixed random ones on search-val.
+
+`--scratch` instead trains those subnets alone (policy `single`, the same trainer and recipe a
+single net gets: SGD + Nesterov, cosine LR, label smoothing, weight decay, zero-init residual BN,
+the same steps and batches) and records their accuracies; `--table` joins the two into the
+ablation table (inherited vs from scratch for the 5 fixed subnets, Spearman / Kendall of inherited
+vs from-scratch over every subnet with both, wall clock) in JSON and Markdown.
+
+    python benchmarks/supernet_ablation.py --variant bignas --seed 0
+    python benchmarks/supernet_ablation.py --scratch --subnets fixed        # the 5 fixed subnets
+    python benchmarks/supernet_ablation.py --scratch --subnets random       # the 20 random ones
+    python benchmarks/supernet_ablation.py --table
+
+Results accumulate in `results/benchmarks/supernet_ablation.json` (one record per run, so the set
+can be run piece by piece); runs are written under `results/runs/ablation/` (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+OUT_JSON = REPO / "results" / "benchmarks" / "supernet_ablation.json"
+RUNS = REPO / "results" / "runs" / "ablation"
+
+_BIGNAS = {"policy": "sandwich", "zero_init_residual_bn": True, "regularize_max_only": True, "min_lr_ratio": 0.05}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "deps": {"policy": "deps"},  # the default before this ablation
+    "sandwich": {"policy": "sandwich"},  # sandwich rule + in-place KL distillation
+    "bignas": dict(_BIGNAS),  # + zero-init residual BN, max-only regularisation, LR floor 5%
+    "bignas-alpha": {**_BIGNAS, "kd": "alpha"},  # + AlphaNet's alpha-divergence
+    "bignas-worst": {**_BIGNAS, "attentive": "worst", "attentive_pool": 3},  # + AttentiveNAS WorstUp
+    "bignas-ema": {**_BIGNAS, "ema_decay": 0.998},  # + an EMA of the weights
+    "bignas-r2": {**_BIGNAS, "num_random": 2},  # + a second random subnet per step
+    "progressive": {"policy": "progressive"},  # Once-for-All progressive shrinking with KD
+}
+# What a single net gets when trained alone: the same optimiser, schedule and regularisation.
+SCRATCH = {"policy": "single", "zero_init_residual_bn": True, "min_lr_ratio": 0.0}
+
+
+def fixed_subnets(space: Any, n_pool: int = 4000, seed: int = 2026) -> dict[str, Any]:
+    """min, max and 3 archs whose MACs sit at 25/50/75% of the way from min to max (nearest of a
+    seeded sample of the space): the same 5 subnets for every run of a space."""
+    from hwnas.estimators import arch_macs
+
+    lo, hi = space.min_arch(), space.max_arch()
+    m_lo, m_hi = arch_macs(space, lo), arch_macs(space, hi)
+    pool = space.sample_many(n_pool, seed, unique=True)
+    macs = [arch_macs(space, a) for a in pool]
+    out = {"min": lo}
+    for q in (25, 50, 75):
+        target = m_lo + q / 100 * (m_hi - m_lo)
+        out[f"macs{q}"] = pool[min(range(len(pool)), key=lambda i: abs(macs[i] - target))]
+    out["max"] = hi
+    return out
+
+
+def random_subnets(space: Any, n: int = 20, seed: int = 777) -> dict[str, Any]:
+    return {f"rand{i:02d}": a for i, a in enumerate(space.sample_many(n, seed, unique=True))}
+
+
+def _config(overrides: dict[str, Any], steps: int, seed: int) -> Any:
+    from hwnas.supernet.train import load_config
+
+    base = load_config(REPO / "configs" / "fmnist.yaml", schedule="default")
+    spe = 430  # one pass over the 55k training split holds 430 batches of 128
+    epochs = max(1, -(-steps // spe))
+    return base.replace(**overrides, epochs=epochs, steps_per_epoch=-(-steps // epochs), seed=seed,
+                        schedule=f"ablation-{steps}", report_random=0, threads=2,
+                        deps_ramp_epochs=base.deps_ramp_epochs * epochs / base.epochs)
+
+
+def _score(net: Any, archs: dict[str, Any], loaders: Any, calib: Any, *, test: bool) -> dict[str, dict[str, float]]:
+    from hwnas.supernet.bn import evaluate
+
+    out: dict[str, dict[str, float]] = {}
+    for name, a in archs.items():
+        rec = {"val": evaluate(net, a, loaders.val, calib=calib, num_calib=len(calib))}
+        if test:
+            rec["test"] = evaluate(net, a, loaders.test, calib=calib, num_calib=len(calib))
+        out[name] = rec
+    return out
+
+
+def _append(rec: dict[str, Any]) -> None:
+    from hwnas._io import atomic_write_json
+
+    doc = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {"benchmark": "supernet_ablation", "runs": []}
+    doc["runs"].append(rec)
+    atomic_write_json(OUT_JSON, doc)
+
+
+def run_variant(name: str, steps: int, seed: int) -> dict[str, Any]:
+    from hwnas.data import make_loaders
+    from hwnas.estimators import arch_macs
+    from hwnas.supernet import load_supernet
+    from hwnas.supernet.train import train
+
+    cfg = _config(VARIANTS[name], steps, seed)
+    out = RUNS / f"{name}-s{seed}-{steps}"
+    res = train(cfg, out, resume=(out / "checkpoint.pt").is_file(), progress=True)
+    net = load_supernet(out)
+    space = net.space
+    loaders = make_loaders(cfg.dataset, cfg.data_dir, space=space, seed=cfg.seed, search_val=cfg.search_val)
+    calib = loaders.calib_images(cfg.calib_images)
+    t0 = time.perf_counter()
+    fixed, rand = fixed_subnets(space), random_subnets(space)
+    scores = {**_score(net, fixed, loaders, calib, test=True), **_score(net, rand, loaders, calib, test=False)}
+    archs = {**fixed, **rand}
+    rec = {"kind": "variant", "variant": name, "overrides": VARIANTS[name], "seed": seed, "steps": res.global_step,
+           "train_seconds": res.train_seconds, "eval_seconds": time.perf_counter() - t0,
+           "subnets": {k: {"arch": str(a), "macs": arch_macs(space, a), **scores[k]} for k, a in archs.items()},
+           "config": cfg.to_dict(), "machine": platform.processor() or platform.machine(),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _append(rec)
+    fx = " ".join(f"{k} {100 * scores[k]['test']:.2f}" for k in fixed)
+    print(f"{name} seed {seed}: {res.global_step} steps in {res.train_seconds:.0f} s; test: {fx}", flush=True)
+    return rec
+
+
+def run_scratch(which: str, steps: int, seed: int) -> list[dict[str, Any]]:
+    from hwnas.data import make_loaders
+    from hwnas.search_space import Space
+    from hwnas.supernet.bn import evaluate
+    from hwnas.supernet.train import Trainer
+
+    space = Space.preset("fmnist-mbv3")
+    archs = fixed_subnets(space) if which == "fixed" else random_subnets(space)
+    done = {(r["arch"], r["steps"], r["seed"]) for r in _records("scratch")}
+    recs = []
+    for name, a in archs.items():
+        if (str(a), steps, seed) in done:
+            print(f"scratch {name}: already measured", flush=True)
+            continue
+        cfg = _config({**SCRATCH, "single_arch": str(a)}, steps, seed)
+        out = RUNS / f"scratch-{name}-s{seed}-{steps}"
+        res = Trainer(cfg, out, resume=(out / "checkpoint.pt").is_file(), progress=False).fit()
+        net = res.model
+        loaders = make_loaders(cfg.dataset, cfg.data_dir, space=space, seed=cfg.seed, search_val=cfg.search_val)
+        calib = loaders.calib_images(cfg.calib_images)
+        val = evaluate(net, a, loaders.val, calib=calib, num_calib=len(calib))
+        rec = {"kind": "scratch", "name": name, "arch": str(a), "seed": seed, "steps": res.global_step,
+               "train_seconds": res.train_seconds, "val": val, "test": res.report["test_acc"]["single"],
+               "overrides": SCRATCH, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        _append(rec)
+        recs.append(rec)
+        print(f"scratch {name}: {res.global_step} steps {res.train_seconds:.0f} s  test {100 * rec['test']:.2f}%  "
+              f"val {100 * val:.2f}%  {a}", flush=True)
+    return recs
+
+
+def _records(kind: str) -> list[dict[str, Any]]:
+    if not OUT_JSON.is_file():
+        return []
+    return [r for r in json.loads(OUT_JSON.read_text())["runs"] if r["kind"] == kind]
+
+
+def table() -> dict[str, Any]:
+    """Join variants and scratch runs of the same steps: the ablation table (JSON + Markdown)."""
+    from scipy.stats import kendalltau, spearmanr
+
+    scratch: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in _records("scratch"):
+        scratch.setdefault((r["arch"], r["steps"]), []).append(r)
+    rows = []
+    for v in _records("variant"):
+        fixed = {}
+        pairs = []
+        for name, s in v["subnets"].items():
+            sc = scratch.get((s["arch"], v["steps"]), [])
+            sc_val = sum(r["val"] for r in sc) / len(sc) if sc else None
+            sc_test = sum(r["test"] for r in sc) / len(sc) if sc else None
+            if sc_val is not None:
+                pairs.append((s["val"], sc_val))
+            if "test" in s:
+                fixed[name] = {"inherited": s["test"], "scratch": sc_test,
+                               "gap": None if sc_test is None else 100 * (s["test"] - sc_test)}
+        rho = tau = None
+        if len(pairs) >= 3:
+            rho = float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs])[0])
+            tau = float(kendalltau([p[0] for p in pairs], [p[1] for p in pairs])[0])
+        rows.append({"variant": v["variant"], "seed": v["seed"], "steps": v["steps"], "train_seconds": v["train_seconds"],
+                     "fixed": fixed, "spearman": rho, "kendall": tau, "ranked_subnets": len(pairs)})
+    doc = {"rows": rows}
+    lines = ["| variant | seed | steps | train s | " + " | ".join(["min", "macs25", "macs50", "macs75", "max"])
+             + " | Spearman (n) | Kendall |", "|---" * 10 + "|"]
+    for r in rows:
+        cells = []
+        for k in ("min", "macs25", "macs50", "macs75", "max"):
+            f = r["fixed"].get(k)
+            if f is None:
+                cells.append("")
+            elif f["scratch"] is None:
+                cells.append(f"{100 * f['inherited']:.2f}")
+            else:
+                cells.append(f"{100 * f['inherited']:.2f} / {100 * f['scratch']:.2f} ({f['gap']:+.2f})")
+        rho = "" if r["spearman"] is None else f"{r['spearman']:.2f} ({r['ranked_subnets']})"
+        tau = "" if r["kendall"] is None else f"{r['kendall']:.2f}"
+        lines.append(f"| {r['variant']} | {r['seed']} | {r['steps']} | {r['train_seconds']:.0f} | " + " | ".join(cells)
+                     + f" | {rho} | {tau} |")
+    md = "\n".join(lines) + "\n"
+    from hwnas._io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(OUT_JSON.with_name("supernet_ablation_table.json"), doc)
+    atomic_write_text(OUT_JSON.with_name("supernet_ablation_table.md"), md)
+    print(md)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", choices=sorted(VARIANTS), action="append", default=None,
+                    help="trainer switches to train with (repeat for several, run one after the other)")
+    ap.add_argument("--scratch", action="store_true", help="train the fixed or random subnets alone instead")
+    ap.add_argument("--subnets", choices=("fixed", "random"), default="fixed", help="with --scratch: which subnets")
+    ap.add_argument("--steps", type=int, default=1000, help="training steps of 128 images (default 1000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--table", action="store_true", help="write the ablation table from the runs so far")
+    args = ap.parse_args(argv)
+    if not 1 <= args.steps <= 1_000_000:
+        ap.error(f"--steps {args.steps}: choose 1..1000000")
+    if args.scratch:
+        run_scratch(args.subnets, args.steps, args.seed)
+    for v in args.variant or []:
+        run_variant(v, args.steps, args.seed)
+    if args.table or not (args.scratch or args.variant):
+        table()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
