@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from hwnas.estimators._build import build_predictors
 from hwnas.estimators.accuracy import AccuracyPredictor
+from hwnas.estimators.bundle import Bundle, fixed_subnets, load_bundle, make_bundle
 from hwnas.estimators.devices import BACKENDS, Device, available_devices, fingerprint_hash
 from hwnas.estimators.energy import EnergyMeasurement, EnergyPredictor, PowerModel, measure_energy
 from hwnas.estimators.fewshot import FewShotLatencyPredictor, fit_fewshot
@@ -20,6 +21,10 @@ from hwnas.estimators.memory import MemoryEstimate, MemoryModel, measure_peak_me
 from hwnas.estimators.profile import MeasureSettings, Profile, profile, profile_on_ray
 
 __all__ = [
+    "Bundle",
+    "fixed_subnets",
+    "load_bundle",
+    "make_bundle",
     "AccuracyPredictor",
     "BACKENDS",
     "Device",

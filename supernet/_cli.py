@@ -12,7 +12,12 @@ Train the once-for-all supernet of a search space on real data (Fashion-MNIST by
 
 Writes to --out: checkpoint.pt (each epoch, for --resume), metrics.jsonl (plot it),
 config.json, report.json (BN-recalibrated test accuracy of the min / max / random subnets),
-supernet.safetensors + supernet.json (load with hwnas.supernet.train.load_supernet).
+supernet.safetensors + supernet.json (load with hwnas.supernet.load_supernet).
+
+--bundle DIR then makes a shipped bundle of the finished run: the weights, a manifest with the
+SHA-256 of every file, the test accuracies of 5 fixed subnets, --bundle-pairs (arch, search-val
+accuracy) pairs measured through the supernet and the accuracy predictor fitted on them. Load it
+by name: hwnas.supernet.load_supernet("fmnist-mbv3"), hwnas.estimators.load_bundle("fmnist-mbv3").
 
 Distributed: torchrun --nproc_per_node=2 -m hwnas train ... (gloo on CPU, nccl on GPU).
 """
@@ -23,6 +28,8 @@ examples:
   hwnas train --schedule default --policy sandwich --out runs/sandwich
   hwnas train --schedule demo --out runs/demo --resume          # continue after a kill
   torchrun --nproc_per_node=2 -m hwnas train --schedule tiny --out runs/ddp
+  hwnas train --schedule default --out runs/mbv3 --bundle results/supernets/fmnist-mbv3
+  hwnas train --out runs/mbv3 --resume --bundle results/supernets/fmnist-mbv3 --overwrite   # re-bundle a finished run
 """
 
 
@@ -37,6 +44,11 @@ def register(sub: Any) -> None:
     p.add_argument("--config", default=None, help="training YAML (default: the packaged configs/fmnist.yaml)")
     p.add_argument("--schedule", default=None, help="named schedule from the config's `schedules:` (e.g. demo, default, tiny)")
     p.add_argument("--policy", choices=["sandwich", "progressive", "deps"], default=None, help="training policy (overrides the config)")
+    p.add_argument("--bundle", default=None, metavar="DIR",
+                   help="after training, write a shipped bundle (weights, manifest with hashes, accuracy pairs and predictor) to DIR")
+    p.add_argument("--bundle-pairs", type=int, default=500, metavar="N",
+                   help="(arch, search-val accuracy) pairs the bundle measures (default 500; 20..20000)")
+    p.add_argument("--overwrite", action="store_true", help="with --bundle: replace an existing bundle folder")
     p.add_argument("--out", required=True, help="output directory of the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch checkpoint")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files (else HWNAS_DATA_DIR, then the Debian package)")
@@ -74,8 +86,22 @@ def _run(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict({**read_json(cfg_path), **{k: v for k, v in overrides.items() if v is not None}})
     else:
         cfg = load_config(cfg_path, schedule=args.schedule, overrides=overrides)
+    if args.bundle is not None:
+        from hwnas.errors import ConfigError
+
+        if not 20 <= args.bundle_pairs <= 20000:
+            raise ConfigError(f"--bundle-pairs {args.bundle_pairs}: choose 20..20000")
+        if Path(args.bundle).exists() and not args.overwrite:
+            raise ConfigError(f"--bundle {args.bundle} already exists; pass --overwrite to replace it")
     res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if res.report:
         print(json.dumps({"out": str(res.out_dir), "test_acc": res.report["test_acc"],
                           "train_seconds": round(res.train_seconds, 1)}, indent=None))
+    if args.bundle is not None and res.report:
+        # The CLI is where the pieces meet: the supernet library itself never imports estimators.
+        from hwnas.estimators.bundle import make_bundle
+
+        out = make_bundle(res.out_dir, args.bundle, pairs=args.bundle_pairs, seed=cfg.seed, overwrite=args.overwrite,
+                          progress=not args.no_progress)
+        print(json.dumps({"bundle": str(out)}))
     return 0
