@@ -14,7 +14,7 @@ from hwnas.estimators.devices import BACKENDS, Device, available_devices, finger
 from hwnas.estimators.energy import EnergyMeasurement, EnergyPredictor, PowerModel, measure_energy
 from hwnas.estimators.fewshot import FewShotLatencyPredictor, fit_fewshot
 from hwnas.estimators.flops import arch_macs, arch_params, count_fvcore
-from hwnas.estimators.latency import FlopsProxy, LatencyPredictor
+from hwnas.estimators.latency import LatencyPredictor, MacsProxy
 from hwnas.estimators.measure import Timing, measure, measure_module, measure_onnx, time_callable
 from hwnas.estimators.memory import MemoryEstimate, MemoryModel, measure_peak_memory
 from hwnas.estimators.profile import MeasureSettings, Profile, profile, profile_on_ray
@@ -26,7 +26,7 @@ __all__ = [
     "EnergyMeasurement",
     "EnergyPredictor",
     "FewShotLatencyPredictor",
-    "FlopsProxy",
+    "MacsProxy",
     "LatencyPredictor",
     "MeasureSettings",
     "MemoryEstimate",

@@ -129,6 +129,9 @@ class BlockKind:
       expand choices are `expands` (MBConv drops it when every ratio is 1, as OFA's first block).
     - `layers(space, config)`: the layers one block runs, in order.
     - `searchable`: False for the fixed parts `stem` and `head`.
+    - `training_keeps_sum`: whether the training-memory model counts a residual block's sum among
+      the tensors autograd keeps (as calibrated against measurements: MBConv and Fused-MBConv yes,
+      the conv block, whose sum follows an in-place activation, no).
     """
 
     name: str
@@ -137,6 +140,7 @@ class BlockKind:
     has_expand: Callable[[Sequence[int]], bool]
     layers: Callable[[Space, BlockConfig], tuple[Layer, ...]]
     searchable: bool = True
+    training_keeps_sum: bool = True
 
     def expand_of(self, expand: int) -> int:
         """The expand ratio a block of this kind records (1 when the kind takes none)."""
@@ -220,7 +224,8 @@ _register(BlockKind("mb", "inverted residual (MBConv): 1x1 expand, kxk depthwise
                     lambda expands: max(expands) > 1, _mb_layers))
 _register(BlockKind("fmb", "fused inverted residual (Fused-MBConv): kxk expand conv, SE, 1x1 project", True,
                     _never, _fmb_layers))
-_register(BlockKind("conv", "regular block: kxk conv, BN, activation, SE", False, _never, _conv_layers))
+_register(BlockKind("conv", "regular block: kxk conv, BN, activation, SE", False, _never, _conv_layers,
+                    training_keeps_sum=False))
 # The fixed parts: not a stage's choice, but described the same way.
 _register(BlockKind("stem", "first kxk conv, BN, activation", False, _never, _stem_layers, searchable=False))
 _register(BlockKind("head", "[1x1 expand], pool, [1x1 feature], classifier", False, _never, _head_layers,
