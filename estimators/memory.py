@@ -32,7 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from hwnas.search_space import Arch, BlockConfig, Layer, Space, block_kind, block_layers, se_channels
+from hwnas.search_space import (
+    Arch,
+    BlockConfig,
+    Layer,
+    Space,
+    block_kind,
+    block_layers,
+    se_channels,
+)
 
 __all__ = ["MemoryModel", "MemoryEstimate", "measure_peak_memory", "measure_param_bytes", "measure_training_peak_memory"]
 
