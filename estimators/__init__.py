@@ -1,5 +1,9 @@
 """Estimators: devices, real-kernel measurement, lookup-table profiles, latency / memory / energy /
-FLOPs / accuracy predictors, and a few-shot latency path.
+MACs / accuracy predictors, and a few-shot latency path.
+
+What an arch costs on a device. May import `search_space` (block configurations, the block-kind
+registry's layers and the network walk), `supernet` (static modules to measure) and `kernels`
+(the `triton` backend); never `searchers`, which receive these predictors as objective callables.
 
     from hwnas.estimators import Device, build_predictors
     prof, lat = build_predictors(space, Device.from_name("cpu"), "results/runs/profiles/fmnist-cpu")

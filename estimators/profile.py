@@ -11,6 +11,10 @@ Both tables are append-only journals: each measured row is written and fsync'ed 
 killed run loses at most the row in flight and the next run measures only what is missing.
 A profile measured under another fingerprint is refused (`StaleProfileError`) unless the caller
 passes `allow_stale=True` (`--allow-stale`).
+
+(Over ~400 lines on purpose: the profile record, its journaled tables and the local / Ray
+measuring loops share one on-disk format and its repair rules; splitting them would spread that
+format over several files.)
 """
 
 from __future__ import annotations

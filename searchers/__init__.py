@@ -9,6 +9,9 @@
 The searchers never import the supernet: an objective is any callable `Arch -> dict[str, float]`,
 or a registered provider name (`macs`, `flops`, `analytic`, or ones added by `register_objective_provider`).
 Cost units: `macs` are multiply-accumulates, `flops` = 2 x `macs` exactly (docs/search.md).
+
+The room for choosing archs. May import `search_space` (the `Space`, its choice map, the block-kind
+registry's closed-form costs), Optuna and Ray; never `supernet`, `estimators` or `kernels`.
 """
 
 from __future__ import annotations
