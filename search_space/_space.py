@@ -2,8 +2,12 @@
 
 A space is a stem, a list of stages and a head. Each stage fixes its stride, SE and activation
 and lists the choices a search may make: block kinds, depths, kernel sizes, expand ratios and
-output widths. The input resolution is a choice too. Everything else (sampling, mutation,
-encodings, the distinct block configurations a profiler must time) is derived from that.
+output widths. The input resolution is a choice too. Everything else is derived from that, each
+idea in its own module, with a thin method here so the public API stays on `Space`: sampling and
+variation (`_sampling`), the searchers' choice map (`_choices`), the predictors' encoding
+(`_encoding`), the block configurations a profiler must time (`_configs`). This module keeps the
+declaration, its YAML/dict form with validation, and arch validation. A `Space` is frozen and
+never caches on itself; derived tables are cached by `functools.lru_cache` keyed by the space.
 """
 
 from __future__ import annotations
