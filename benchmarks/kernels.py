@@ -62,10 +62,10 @@ def _time(fn: Callable[[], Any]) -> dict[str, float]:
     return {"ms": do_bench(fn, warmup=25, rep=100, return_mode="median"), "wall_ms": _wall_ms(fn)}
 
 
-def _sample_configs(space, resolution: int, k: int, seed: int) -> list:  # noqa: ANN001
-    """Up to k MBConv configs that occur at `resolution`, spread over input sizes/strides (k <= 0: all)."""
+def _sample_configs(space, resolution: int, k: int, seed: int, kind: str = "mb") -> list:  # noqa: ANN001
+    """Up to k configs of block kind `kind` (MBConv) that occur at `resolution`, spread over input sizes/strides (k <= 0: all)."""
     sizes = set(space.feature_sizes(resolution))
-    cfgs = [c for c in space.distinct_block_configs() if c.kind == "mb" and c.in_size in sizes]
+    cfgs = [c for c in space.distinct_block_configs() if c.kind == kind and c.in_size in sizes]
     if k <= 0 or k >= len(cfgs):
         return cfgs
     groups: dict[tuple, list] = {}

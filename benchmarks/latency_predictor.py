@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from hwnas.estimators import (
         Device,
-        FlopsProxy,
         LatencyPredictor,
+        MacsProxy,
         MeasureSettings,
         measure_module,
         measure_onnx,
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work)
         prof = profile(space, dev, work, n_networks=args.networks, settings=settings, progress=True)
         pred = LatencyPredictor.from_profile(prof)
-        flops = FlopsProxy(space).fit(prof.network_archs(), prof.network_latency_ms())
+        flops = MacsProxy(space).fit(prof.network_archs(), prof.network_latency_ms())
         seen = set(prof.networks["arch"])
         held = [a for a in space.sample_many(args.heldout * 2, rng=12345, unique=True) if a.to_string() not in seen]
         held = held[: args.heldout]

@@ -1,5 +1,9 @@
 """Estimators: devices, real-kernel measurement, lookup-table profiles, latency / memory / energy /
-FLOPs / accuracy predictors, and a few-shot latency path.
+MACs / accuracy predictors, and a few-shot latency path.
+
+What an arch costs on a device. May import `search_space` (block configurations, the block-kind
+registry's layers and the network walk), `supernet` (static modules to measure) and `kernels`
+(the `triton` backend); never `searchers`, which receive these predictors as objective callables.
 
     from hwnas.estimators import Device, build_predictors
     prof, lat = build_predictors(space, Device.from_name("cpu"), "results/runs/profiles/fmnist-cpu")
@@ -15,7 +19,7 @@ from hwnas.estimators.devices import BACKENDS, Device, available_devices, finger
 from hwnas.estimators.energy import EnergyMeasurement, EnergyPredictor, PowerModel, measure_energy
 from hwnas.estimators.fewshot import FewShotLatencyPredictor, fit_fewshot
 from hwnas.estimators.flops import arch_macs, arch_params, count_fvcore
-from hwnas.estimators.latency import FlopsProxy, LatencyPredictor
+from hwnas.estimators.latency import LatencyPredictor, MacsProxy
 from hwnas.estimators.measure import Timing, measure, measure_module, measure_onnx, time_callable
 from hwnas.estimators.memory import MemoryEstimate, MemoryModel, measure_peak_memory
 from hwnas.estimators.profile import MeasureSettings, Profile, profile, profile_on_ray
@@ -31,7 +35,7 @@ __all__ = [
     "EnergyMeasurement",
     "EnergyPredictor",
     "FewShotLatencyPredictor",
-    "FlopsProxy",
+    "MacsProxy",
     "LatencyPredictor",
     "MeasureSettings",
     "MemoryEstimate",

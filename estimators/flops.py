@@ -6,7 +6,10 @@ We name everything `macs`; FLOPs in the usual sense are about 2 x MACs.
 Two paths that agree on convolutions and linear layers (checked in tests):
 - `count_fvcore(module, input_shape)`: fvcore's tracer on the real module (slow: it JIT-traces);
 - `arch_macs(space, arch)`: closed form over `space.block_configs(arch)` (microseconds per arch),
-  used by the FLOPs-proxy latency baseline and by searchers.
+  each block priced by the block-kind registry (`hwnas.search_space.block_macs`), used by the
+  MACs-proxy latency baseline and by searchers.
+
+`arch_params` is the registry's closed form too; tests check it equals the static net's count.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from hwnas.search_space import Arch, BlockConfig, Space, mid_channels, se_channels
+from hwnas.search_space import Arch, BlockConfig, Space, block_params
+from hwnas.search_space import block_macs as _registry_block_macs
 
 __all__ = ["count_fvcore", "arch_macs", "arch_macs_many", "block_macs", "count_params", "arch_params"]
 
@@ -40,41 +44,7 @@ def count_fvcore(module: Any, input_shape: tuple[int, ...]) -> dict[str, Any]:
 
 def block_macs(space: Space, c: BlockConfig) -> int:
     """Conv + linear MACs of one block configuration, batch 1 (BN, activations, pooling excluded)."""
-    hin, hout = c.in_size, c.out_size
-    if c.kind == "stem":
-        return c.cin * c.cout * c.kernel**2 * hout * hout
-    if c.kind == "head":
-        h = space.head
-        m, ch = 0, c.cin
-        if h.expand_channels:
-            m += ch * h.expand_channels * hin * hin
-            ch = h.expand_channels
-        if h.feature_channels:
-            m += ch * h.feature_channels
-            ch = h.feature_channels
-        return m + ch * space.num_classes
-    if c.kind == "conv":
-        m = c.cin * c.cout * c.kernel**2 * hout * hout
-        return m + (2 * c.cout * se_channels(c.cout) if c.se else 0)
-    mid = mid_channels(c.cin, c.expand)
-    if c.kind == "fmb":
-        m = c.cin * mid * c.kernel**2 * hout * hout
-    else:
-        has_expand = _has_expand(space, c)
-        if not has_expand:
-            mid = c.cin
-        m = (c.cin * mid * hin * hin if has_expand else 0) + mid * c.kernel**2 * hout * hout
-    if c.se:
-        m += 2 * mid * se_channels(mid)
-    return m + mid * c.cout * hout * hout
-
-
-def _has_expand(space: Space, c: BlockConfig) -> bool:
-    for ss in space.stages:
-        if c.kind in ss.kinds and c.cout in ss.widths and c.kernel in ss.kernels and c.expand in ss.expands \
-                and ss.se == c.se and ss.act == c.act:
-            return max(ss.expands) > 1
-    return True
+    return _registry_block_macs(space, c)
 
 
 def arch_macs(space: Space, arch: Arch | str) -> int:
@@ -102,8 +72,6 @@ def count_params(module: Any) -> int:
 
 
 def arch_params(space: Space, arch: Arch | str) -> int:
-    """Parameter count of `arch` (builds the static net once; a few ms)."""
-    from hwnas.supernet import build_static
-
-    return count_params(build_static(space, space.parse(arch)))
+    """Parameter count of `arch`'s static net, in closed form (equal to `count_params(build_static(...))`)."""
+    return int(sum(block_params(space, c) for c in space.block_configs(space.parse(arch))))
 

@@ -23,9 +23,9 @@ import numpy as np
 from hwnas._io import atomic_write_bytes, atomic_write_json, read_json
 from hwnas.errors import ProfileError, StaleProfileError
 from hwnas.estimators.devices import Device, fingerprint_hash
-from hwnas.search_space import Arch, Space
+from hwnas.search_space import Arch, BlockSite, Space, walk
 
-__all__ = ["LatencyPredictor", "FlopsProxy", "ArchFeaturizer", "ridge_loo", "spearman", "within"]
+__all__ = ["LatencyPredictor", "MacsProxy", "ArchFeaturizer", "ridge_loo", "spearman", "within"]
 
 PREDICTOR_FORMAT = "hwnas-latency-predictor"
 
@@ -68,6 +68,11 @@ def ridge_loo(X: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = (0.01, 0
     return float(a), coef, mse, base
 
 
+def _site_key(s: BlockSite) -> tuple:
+    """What fixes a stage block's lookup-table entry, cheaper to build than its `BlockConfig.key`."""
+    return (s.stage, s.stride, s.cin, s.cout, s.block, s.in_size)
+
+
 class ArchFeaturizer:
     """Fast per-arch LUT sum and block count, with block keys cached by their shape-defining tuple."""
 
@@ -82,10 +87,9 @@ class ArchFeaturizer:
         sizes = self._sizes.get(arch.resolution) or sp.feature_sizes(arch.resolution)
         total = self._get(("stem", arch.resolution), arch)
         cin = sp.stem.channels
-        for i, sa in enumerate(arch.stages):
-            for j, b in enumerate(sa.blocks):
-                total += self._get((i, j == 0, cin, sa.width, b.kind, b.kernel, b.expand, sizes[i]), arch)
-                cin = sa.width
+        for s in walk(sp, arch):
+            total += self._get(_site_key(s), arch)
+            cin = s.cout
         return total + self._get(("head", cin, sizes[-1]), arch)
 
     def _get(self, t: tuple, arch: Arch) -> float:
@@ -108,11 +112,10 @@ class ArchFeaturizer:
             raise ProfileError(f"the lookup table lacks {len(missing)} block(s) of {arch}, e.g. {missing[0]}; "
                                "profile the space again (resume fills the gaps)")
         self._cache[("stem", arch.resolution)] = self.lut[cfgs[0].key]
-        cin, k = sp.stem.channels, 1
-        for i, sa in enumerate(arch.stages):
-            for j, b in enumerate(sa.blocks):
-                self._cache[(i, j == 0, cin, sa.width, b.kind, b.kernel, b.expand, sizes[i])] = self.lut[cfgs[k].key]
-                cin, k = sa.width, k + 1
+        cin = sp.stem.channels
+        for k, s in enumerate(walk(sp, arch), start=1):
+            self._cache[_site_key(s)] = self.lut[cfgs[k].key]
+            cin = s.cout
         self._cache[("head", cin, sizes[-1])] = self.lut[cfgs[-1].key]
 
     def features(self, archs: list[Arch]) -> np.ndarray:
@@ -277,7 +280,7 @@ def _robust_relative_lstsq(A: np.ndarray, y: np.ndarray, iters: int = 20) -> np.
     return coef
 
 
-class FlopsProxy:
+class MacsProxy:
     """Baseline: latency = a * MACs + b, fitted on the same whole-network samples (MACs via the closed form)."""
 
     def __init__(self, space: Space, a: float = 1.0, b: float = 0.0):
@@ -288,7 +291,7 @@ class FlopsProxy:
 
         return arch_macs_many(self.space, archs)
 
-    def fit(self, archs: list[Arch], latency_ms: Any) -> FlopsProxy:
+    def fit(self, archs: list[Arch], latency_ms: Any) -> MacsProxy:
         m, y = self.macs(archs), np.asarray(latency_ms, float)
         self.a, self.b = (float(v) for v in np.polyfit(m, y, 1))
         return self

@@ -18,6 +18,10 @@ Training memory = parameters + gradients + optimizer state (`optimizer_slots` co
 1 for SGD with momentum) + every activation autograd keeps for backward (the outputs of each conv,
 BN and SE step, plus the input) + the inference-style transient peak.
 
+Every part of the network (stem, each block kind, head) is simulated from the layers the block-kind
+registry lists for it (`hwnas.search_space.block_layers`): the rules below are per layer, never per
+kind, so a new kind gets its memory from its record.
+
 Units: bytes. `dtype_bytes` 4 for float32 (parameters and activations alike). `target="cuda"` rounds
 every allocation up to the CUDA caching allocator's 512-byte granule and drops the CPU im2col buffer.
 """
@@ -28,7 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from hwnas.search_space import Arch, BlockConfig, Space, mid_channels, se_channels
+from hwnas.search_space import (
+    Arch,
+    BlockConfig,
+    Layer,
+    Space,
+    block_kind,
+    block_layers,
+    se_channels,
+)
 
 __all__ = ["MemoryModel", "MemoryEstimate", "measure_peak_memory", "measure_param_bytes", "measure_training_peak_memory"]
 
@@ -112,7 +124,7 @@ class MemoryModel:
         """(param bytes, buffer bytes) of one block, from the real module (cached per configuration)."""
         w = self._weights.get(c.key)
         if w is None:
-            from hwnas.estimators.profile import build_block
+            from hwnas.supernet.static import build_block
 
             m = build_block(self.space, c)
             p = sum(t.numel() for t in m.parameters()) * self.dtype_bytes
@@ -165,67 +177,41 @@ class MemoryModel:
 
     def _block_eager(self, sim: _Sim, c: BlockConfig) -> int:
         """Run one stage block on the simulator (input already live and held); return output bytes."""
-        h, ho = c.in_size, c.out_size
-        if c.kind == "conv":
-            x = self._conv_bn(sim, c.cin, c.cout, c.kernel, c.stride, h)
-            if c.se:
-                y = self._se(sim, c.cout, ho)
-                sim.free(x)
-                x = y
-            body, mid = x, c.cout
-        else:
-            mid = mid_channels(c.cin, c.expand)
-            if c.kind == "fmb":
-                t = self._conv_bn(sim, c.cin, mid, c.kernel, c.stride, h)
+        prev = 0  # the block input: held by the caller, never freed here
+        for layer in block_layers(self.space, c):
+            if layer.op == "conv":
+                y = self._conv_bn(sim, layer.cin, layer.cout, layer.kernel, layer.stride, layer.in_size, layer.groups)
+            elif layer.op == "se":
+                y = self._se(sim, layer.cout, layer.in_size)
             else:
-                from hwnas.estimators.flops import _has_expand
-
-                if _has_expand(self.space, c):
-                    t1 = self._conv_bn(sim, c.cin, mid, 1, 1, h)
-                else:
-                    t1, mid = 0, c.cin  # Identity: the block input itself flows on
-                t = self._conv_bn(sim, mid, mid, c.kernel, c.stride, h, groups=mid)
-                sim.free(t1)
-            if c.se:
-                y = self._se(sim, mid, ho)
-                sim.free(t)
-                t = y
-            body = self._conv_bn(sim, mid, c.cout, 1, 1, ho)
-            sim.free(t)
-        if c.stride == 1 and c.cin == c.cout:  # residual add allocates the sum, then the body output dies
-            out = sim.alloc(self._t(c.cout, ho))
-            sim.free(body)
+                raise ValueError(f"block {c.key}: no eager memory rule for a {layer.op!r} layer inside a stage block")
+            sim.free(prev)
+            prev = y
+        if _residual(c):  # residual add allocates the sum, then the body output dies
+            out = sim.alloc(self._t(c.cout, c.out_size))
+            sim.free(prev)
             return out
-        return body
+        return prev
 
     def _block_ideal(self, sim: _Sim, c: BlockConfig, x: int) -> int:
-        """Fused operators, tensors freed after their last consumer; `x` (live input) is freed here."""
-        h, ho = c.in_size, c.out_size
-        res = c.stride == 1 and c.cin == c.cout
-        if c.kind == "conv":
-            out = sim.alloc(self._t(c.cout, ho))
-            sim.free(x)
-            return out
-        mid = mid_channels(c.cin, c.expand)
-        from hwnas.estimators.flops import _has_expand
+        """Fused operators, tensors freed after their last consumer; `x` (live input) is freed here.
 
-        if c.kind == "mb" and _has_expand(self.space, c):
-            t = sim.alloc(self._t(mid, h))
-            if not res:
+        Each conv (+BN +activation) writes one tensor; SE gating and the residual add run in place.
+        """
+        res = _residual(c)
+        prev = None
+        for layer in block_layers(self.space, c):
+            if layer.op != "conv":
+                continue
+            y = sim.alloc(self._t(layer.cout, layer.out_size))
+            if prev is not None:
+                sim.free(prev)
+            elif not res:  # the input dies once the first conv has read it, unless the residual needs it
                 sim.free(x)
-            d = sim.alloc(self._t(mid, ho))
-            sim.free(t)
-        else:
-            if c.kind == "mb":
-                mid = c.cin
-            d = sim.alloc(self._t(mid, ho))
-            if not res:
-                sim.free(x)
-        out = sim.alloc(self._t(c.cout, ho))  # project; SE gating and the residual add run in place
-        sim.free(d)
+            prev = y
         if res:
             sim.free(x)
-        return out
+        return int(prev or 0)
 
     def activation_peak(self, arch: Arch | str) -> int:
         """Peak live activation bytes of one inference, the input tensor and the logits included."""
@@ -276,37 +262,27 @@ class MemoryModel:
         return int(sim.peak)
 
     def training_activations(self, arch: Arch | str) -> int:
-        """Bytes autograd keeps for backward: the input and every conv/BN/SE/residual output of the net."""
+        """Bytes autograd keeps for backward: the input and every conv/BN/SE/pool/residual output of the net.
+
+        Per layer: a conv keeps its output and, with BN, the BN output too; SE keeps the gated map;
+        pooling keeps the pooled vector; the classifier's logits are not counted. A residual block
+        keeps its sum where its kind's record says so (`training_keeps_sum`).
+        """
         sp = self.space
         cfgs = sp.block_configs(sp.parse(arch))
         total = self._t(sp.in_channels, cfgs[0].in_size)
         for c in cfgs:
-            ho = c.out_size
-            if c.kind == "stem":
-                total += 2 * self._t(c.cout, ho)
-            elif c.kind == "head":
-                h = sp.head
-                if h.expand_channels:
-                    total += 2 * self._t(h.expand_channels, c.in_size)
-                total += self.batch_size * ((h.expand_channels or c.cin) + (h.feature_channels or 0)) * self.dtype_bytes
-            elif c.kind == "conv":
-                total += 2 * self._t(c.cout, ho) + (self._t(c.cout, ho) if c.se else 0)
-            else:
-                mid = mid_channels(c.cin, c.expand)
-                from hwnas.estimators.flops import _has_expand
-
-                if c.kind == "fmb":
-                    total += 2 * self._t(mid, ho)
-                else:
-                    if _has_expand(sp, c):
-                        total += 2 * self._t(mid, c.in_size)
-                    else:
-                        mid = c.cin
-                    total += 2 * self._t(mid, ho)
-                if c.se:
-                    total += self._t(mid, ho)
-                total += 2 * self._t(c.cout, ho) + (self._t(c.cout, ho) if c.stride == 1 and c.cin == c.cout else 0)
+            total += sum(self._kept(layer) for layer in block_layers(sp, c))
+            if _residual(c) and block_kind(c.kind).training_keeps_sum:
+                total += self._t(c.cout, c.out_size)
         return int(total)
+
+    def _kept(self, layer: Layer) -> int:
+        if layer.op == "conv":
+            return (2 if layer.bn else 1) * self._t(layer.cout, layer.out_size)
+        if layer.op in ("se", "pool"):
+            return self._t(layer.cout, layer.out_size)
+        return 0
 
     # ---- public -------------------------------------------------------------------------------------
     def estimate(self, arch: Arch | str) -> MemoryEstimate:
@@ -325,6 +301,11 @@ class MemoryModel:
 
     def predict_many(self, archs: list[Arch | str]) -> np.ndarray:
         return np.array([self.predict(a) for a in archs])
+
+
+def _residual(c: BlockConfig) -> bool:
+    """Whether a stage block adds its input back (stride 1, same width), as every static block does."""
+    return c.stage is not None and c.stride == 1 and c.cin == c.cout
 
 
 # ---- measurements --------------------------------------------------------------------------------------

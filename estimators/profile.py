@@ -11,6 +11,10 @@ Both tables are append-only journals: each measured row is written and fsync'ed 
 killed run loses at most the row in flight and the next run measures only what is missing.
 A profile measured under another fingerprint is refused (`StaleProfileError`) unless the caller
 passes `allow_stale=True` (`--allow-stale`).
+
+(Over ~400 lines on purpose: the profile record, its journaled tables and the local / Ray
+measuring loops share one on-disk format and its repair rules; splitting them would spread that
+format over several files.)
 """
 
 from __future__ import annotations
@@ -71,26 +75,12 @@ class MeasureSettings:
 
 
 # ---- blocks as real modules ---------------------------------------------------------------------------
-def _stage_of(space: Space, c: BlockConfig) -> int:
-    """The stage a block configuration belongs to (first match on kind/width/kernel/expand/SE/act)."""
-    for i, ss in enumerate(space.stages):
-        if (c.kind in ss.kinds and c.cout in ss.widths and c.kernel in ss.kernels and ss.se == c.se
-                and ss.act == c.act and (c.kind == "conv" or c.expand in ss.expands)
-                and c.stride in (ss.stride, 1)):
-            return i
-    raise ProfileError(f"block {c.key} does not belong to any stage of space {space.name!r}")
-
-
 def build_block(space: Space, c: BlockConfig) -> Any:
-    """A real static module for one block configuration (stem, head, or a stage block via make_block)."""
-    from hwnas.supernet.static import ConvBNAct, Head, make_block
+    """A real static module for one block configuration (stem, stage block or head), built by the
+    static module its kind registered (`hwnas.supernet.static.build_block`)."""
+    from hwnas.supernet.static import build_block as _build
 
-    if c.kind == "stem":
-        return ConvBNAct(c.cin, c.cout, c.kernel, c.stride, space.stem.act)
-    if c.kind == "head":
-        h = space.head
-        return Head(c.cin, space.num_classes, h.expand_channels, h.feature_channels, h.act, h.dropout)
-    return make_block(space, _stage_of(space, c), c.kind, c.cin, c.cout, c.kernel, c.expand, c.stride)
+    return _build(space, c)
 
 
 def block_input_shape(c: BlockConfig, batch: int) -> tuple[int, int, int, int]:

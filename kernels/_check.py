@@ -64,20 +64,10 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def block_for_config(space, cfg) -> nn.Module:  # noqa: ANN001 - Space, BlockConfig
-    """A static PyTorch module for one `BlockConfig` of `space` (stem, mb/fmb/conv block, or head)."""
-    from hwnas.supernet.static import ConvBNAct, Head, make_block
+    """A static PyTorch module for one `BlockConfig` of `space` (stem, stage block, or head)."""
+    from hwnas.supernet.static import build_block
 
-    if cfg.kind == "stem":
-        st = space.stem
-        return ConvBNAct(space.in_channels, st.channels, st.kernel, st.stride, st.act)
-    if cfg.kind == "head":
-        h = space.head
-        return Head(cfg.cin, space.num_classes, h.expand_channels, h.feature_channels, h.act, h.dropout)
-    for i, ss in enumerate(space.stages):
-        if (cfg.kind in ss.kinds and cfg.cout in ss.widths and cfg.kernel in ss.kernels and cfg.se == ss.se
-                and cfg.act == ss.act and cfg.stride in (1, ss.stride) and (cfg.kind == "conv" or cfg.expand in ss.expands)):
-            return make_block(space, i, cfg.kind, cfg.cin, cfg.cout, cfg.kernel, cfg.expand, cfg.stride)
-    raise ValueError(f"no stage of {space.name} holds block config {cfg.key}")
+    return build_block(space, cfg)
 
 
 @torch.no_grad()
@@ -99,9 +89,7 @@ def check_block_config(space, cfg, *, batch: int = 1, seed: int = 0, device: str
         out.append(_rec("head", key, fused(x), mod(x)))
         return out
     assert isinstance(fused, FusedBlock)
-    body = list(mod.body)
-    parts = {"MBConv": ("pre", "main", "se", "post"), "FusedMBConv": ("main", "se", "post"), "ConvBlock": ("main", "se")}[fused.kind]
-    ref_mods = dict(zip(parts, body))
+    ref_mods = dict(zip(type(mod).BODY_PARTS, mod.body))
     h = x
     if fused.pre is not None:
         y = fused.pre.run(h)[0]

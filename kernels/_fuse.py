@@ -21,6 +21,7 @@ from hwnas.kernels._common import apply_act_ref, fold_bn, interpreting, use_trit
 from hwnas.kernels.depthwise import depthwise_conv, prepare_depthwise_weight
 from hwnas.kernels.pointwise import conv_gemm, prepare_gemm_weight
 from hwnas.kernels.se import se_gate, se_gate_ref, se_scale, se_scale_ref
+from hwnas.search_space import block_module, register_block_module
 from torch import nn
 
 __all__ = ["CudaGraphed", "FusedConv", "FusedSE", "FusedBlock", "FusedHead", "FusedNet", "fuse", "fused_block", "kernels_available"]
@@ -140,22 +141,26 @@ class FusedSE(nn.Module):
         return se_gate_ref(sums, hw, self.w1, self.b1, self.w2, self.b2)
 
 
+@register_block_module("mb", "fused")
+@register_block_module("fmb", "fused")
+@register_block_module("conv", "fused")
 class FusedBlock(nn.Module):
-    """MBConv / FusedMBConv / ConvBlock as fused kernels: [1x1 expand] -> main conv [+SE pool] -> [SE gate] -> [1x1 project]."""
+    """A stage block as fused kernels: [1x1 expand] -> main conv [+SE pool] -> [SE gate] -> [1x1 project].
+
+    Reads the static block's `body` by the names in its class's `BODY_PARTS` (`pre`, `main`, `se`,
+    `post`), so any kind whose static module is laid out that way fuses with this class.
+    """
 
     def __init__(self, block: nn.Module, *, tf32: bool = False):
         super().__init__()
-        from hwnas.supernet.static import ConvBlock, FusedMBConv, MBConv, SqueezeExcite
+        from hwnas.supernet.static import SqueezeExcite
 
-        body = list(block.body)
-        if isinstance(block, MBConv):
-            pre, main, se, post = body
-        elif isinstance(block, FusedMBConv):
-            pre, (main, se, post) = nn.Identity(), body
-        elif isinstance(block, ConvBlock):
-            pre, (main, se), post = nn.Identity(), body, nn.Identity()
-        else:
-            raise ValueError(f"cannot fuse block {type(block).__name__}; allowed: MBConv, FusedMBConv, ConvBlock")
+        names = getattr(type(block), "BODY_PARTS", None)
+        if names is None or "main" not in names:
+            raise ValueError(f"cannot fuse block {type(block).__name__}: its class names no BODY_PARTS with a 'main' conv")
+        parts = dict(zip(names, block.body))
+        pre, main = parts.get("pre", nn.Identity()), parts["main"]
+        se, post = parts.get("se", nn.Identity()), parts.get("post", nn.Identity())
         self.kind = type(block).__name__
         self.pre = None if isinstance(pre, nn.Identity) else FusedConv.from_conv_bn_act(pre, tf32=tf32)
         self.main = FusedConv.from_conv_bn_act(main, tf32=tf32)
@@ -186,6 +191,7 @@ class FusedBlock(nn.Module):
         return f"kind={self.kind}, residual={self.residual}"
 
 
+@register_block_module("head", "fused")
 class FusedHead(nn.Module):
     """Head: [1x1 expand, pooled in its epilogue, never stored] -> [1x1 feature + act] -> classifier."""
 
@@ -273,20 +279,22 @@ class CudaGraphed(nn.Module):
         return static_out.clone()
 
 
+@register_block_module("stem", "fused")
+def _fused_stem(block: nn.Module, *, tf32: bool = False) -> nn.Module:
+    return FusedConv.from_conv_bn_act(block, tf32=tf32)
+
+
 def fused_block(block: nn.Module, *, tf32: bool = False) -> nn.Module:
-    """The fused-kernel module of one static block: MBConv / FusedMBConv / ConvBlock, ConvBNAct (stem) or Head.
+    """The fused-kernel module of one static block (a stage block, the stem's ConvBNAct or the head),
+    as registered for its kind in the block-kind registry.
 
     This is what the estimators' `triton` backend times for a block configuration.
     """
-    from hwnas.supernet.static import ConvBlock, ConvBNAct, FusedMBConv, Head, MBConv
-
-    if isinstance(block, (MBConv, FusedMBConv, ConvBlock)):
-        return FusedBlock(block, tf32=tf32)
-    if isinstance(block, ConvBNAct):
-        return FusedConv.from_conv_bn_act(block, tf32=tf32)
-    if isinstance(block, Head):
-        return FusedHead(block, tf32=tf32)
-    raise ValueError(f"cannot fuse {type(block).__name__}; allowed: MBConv, FusedMBConv, ConvBlock, ConvBNAct, Head")
+    kind = getattr(type(block), "block_kind", None)
+    if kind is None:
+        raise ValueError(f"cannot fuse {type(block).__name__}: not a registered static block module "
+                         "(MBConv, FusedMBConv, ConvBlock, ConvBNAct, Head, or one added with register_block_module)")
+    return block_module(kind, "fused")(block, tf32=tf32)
 
 
 def fuse(model: nn.Module, *, tf32: bool = False, cuda_graph: bool = False) -> nn.Module:

@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwnas.errors import ArchError
+from hwnas.search_space._blocks import BLOCK_KINDS, block_kind
 
 __all__ = ["BlockArch", "StageArch", "Arch", "BLOCK_KINDS"]
-
-# Block kinds: MBConv (inverted residual), Fused-MBConv, regular conv block.
-BLOCK_KINDS = ("mb", "fmb", "conv")
 
 _BLOCK_RE = re.compile(r"^(?P<kind>[a-z]+)_k(?P<k>\d+)(?:_e(?P<e>\d+))?(?:x(?P<n>\d+))?$")
 _STAGE_RE = re.compile(r"^s(?P<i>\d+)w(?P<w>\d+)$")
@@ -41,9 +39,9 @@ class BlockArch:
     expand: int = 1
 
     def token(self) -> str:
-        if self.kind == "conv":
-            return f"conv_k{self.kernel}"
-        return f"{self.kind}_k{self.kernel}_e{self.expand}"
+        if self.kind not in BLOCK_KINDS:  # written as given, so the error that rejects it can quote it
+            return f"{self.kind}_k{self.kernel}_e{self.expand}"
+        return block_kind(self.kind).token(self.kernel, self.expand)
 
 
 @dataclass(frozen=True)
@@ -122,9 +120,9 @@ class Arch:
                 kind = bm["kind"]
                 if kind not in BLOCK_KINDS:
                     raise ArchError(f"unknown block kind {kind!r} in token {tok!r}; allowed: {list(BLOCK_KINDS)}")
-                if kind == "conv":
+                if not block_kind(kind).takes_expand:
                     if bm["e"] is not None:
-                        raise ArchError(f"block token {tok!r}: conv blocks take no expand ratio (write 'conv_k{bm['k']}')")
+                        raise ArchError(f"block token {tok!r}: {kind} blocks take no expand ratio (write '{kind}_k{bm['k']}')")
                     expand = 1
                 else:
                     if bm["e"] is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hwnas.errors import SpaceError
 from hwnas.search_space._arch import Arch, BlockArch, StageArch
+from hwnas.search_space._blocks import block_kind
 from hwnas.search_space._space import Space
 
 __all__ = ["PRESETS_DIR", "available_presets", "load_preset", "ofa_arch"]
@@ -56,6 +57,6 @@ def ofa_arch(space: Space, resolution: int, ks: Sequence[int], e: Sequence[int],
             depth = int(d[n])
             blocks = tuple(BlockArch(st.kinds[0], int(ks[n * slots + j]), int(e[n * slots + j])) for j in range(depth))
         else:
-            blocks = (BlockArch(st.kinds[0], st.kernels[0], 1 if st.kinds[0] == "conv" else st.expands[0]),) * st.depths[0]
+            blocks = (BlockArch(st.kinds[0], st.kernels[0], block_kind(st.kinds[0]).expand_of(st.expands[0])),) * st.depths[0]
         stages.append(StageArch(st.widths[0], blocks))
     return space.validate(Arch(int(resolution), tuple(stages), space.name))

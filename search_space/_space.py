@@ -2,14 +2,16 @@
 
 A space is a stem, a list of stages and a head. Each stage fixes its stride, SE and activation
 and lists the choices a search may make: block kinds, depths, kernel sizes, expand ratios and
-output widths. The input resolution is a choice too. Everything else (sampling, mutation,
-encodings, the distinct block configurations a profiler must time) is derived from that.
+output widths. The input resolution is a choice too. Everything else is derived from that, each
+idea in its own module, with a thin method here so the public API stays on `Space`: sampling and
+variation (`_sampling`), the searchers' choice map (`_choices`), the predictors' encoding
+(`_encoding`), the block configurations a profiler must time (`_configs`). This module keeps the
+declaration, its YAML/dict form with validation, and arch validation. A `Space` is frozen and
+never caches on itself; derived tables are cached by `functools.lru_cache` keyed by the space.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -18,10 +20,22 @@ from typing import Any
 
 import numpy as np
 from hwnas.errors import ArchError, SpaceError
-from hwnas.search_space._arch import BLOCK_KINDS, Arch, BlockArch, StageArch
+from hwnas.search_space import _choices, _configs, _encoding, _sampling
+from hwnas.search_space._arch import Arch, BlockArch
+from hwnas.search_space._blocks import (
+    BLOCK_KINDS,
+    CHANNEL_DIVISOR,
+    block_kind,
+    make_divisible,
+    mid_channels,
+    se_channels,
+)
+from hwnas.search_space._configs import BlockConfig
+from hwnas.search_space._walk import feature_sizes
 
 __all__ = [
     "ACTIVATIONS",
+    "CHANNEL_DIVISOR",
     "StemSpec",
     "StageSpec",
     "HeadSpec",
@@ -34,26 +48,6 @@ __all__ = [
 ]
 
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
-CHANNEL_DIVISOR = 8
-
-
-def make_divisible(v: float, divisor: int = CHANNEL_DIVISOR, min_value: int | None = None) -> int:
-    """Round a channel count to a multiple of `divisor`, never going down by more than 10%."""
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
-
-def mid_channels(cin: int, expand: int) -> int:
-    """Hidden width of an (fused) inverted residual with input width `cin` and ratio `expand`."""
-    return make_divisible(round(cin * expand))
-
-
-def se_channels(channels: int, reduction: int = 4) -> int:
-    """Squeeze width of an SE module over `channels` channels."""
-    return make_divisible(channels // reduction)
 
 
 def as_random(rng: Any = None) -> random.Random:
@@ -136,11 +130,9 @@ class StageSpec:
         """Every (kind, kernel, expand) a block slot of this stage may take."""
         out = []
         for kind in self.kinds:
+            expands = self.expands if block_kind(kind).takes_expand else (1,)
             for k in self.kernels:
-                if kind == "conv":
-                    out.append(BlockArch(kind, k, 1))
-                else:
-                    out.extend(BlockArch(kind, k, e) for e in self.expands)
+                out.extend(BlockArch(kind, k, e) for e in expands)
         return out
 
 
@@ -152,32 +144,6 @@ class HeadSpec:
     feature_channels: int | None = None
     act: str = "hswish"
     dropout: float = 0.0
-
-
-@dataclass(frozen=True)
-class BlockConfig:
-    """A distinct block as a profiler sees it: kind, channels, kernel, expand, stride, input size."""
-
-    kind: str  # stem | mb | fmb | conv | head
-    cin: int
-    cout: int
-    kernel: int
-    expand: int
-    stride: int
-    in_size: int
-    se: bool
-    act: str
-
-    @property
-    def key(self) -> str:
-        return (
-            f"{self.kind}_i{self.cin}_o{self.cout}_k{self.kernel}_e{self.expand}_s{self.stride}"
-            f"_r{self.in_size}_se{int(self.se)}_{self.act}"
-        )
-
-    @property
-    def out_size(self) -> int:
-        return math.ceil(self.in_size / self.stride)
 
 
 @dataclass(frozen=True)
@@ -312,13 +278,7 @@ class Space:
 
     def feature_sizes(self, resolution: int) -> list[int]:
         """Input spatial size of every stage (index 0..n-1) and, last, of the head."""
-        h = math.ceil(resolution / self.stem.stride)
-        sizes = []
-        for st in self.stages:
-            sizes.append(h)
-            h = math.ceil(h / st.stride)
-        sizes.append(h)
-        return sizes
+        return feature_sizes(self, resolution)
 
     # ---- validation ---------------------------------------------------------------------------
     def validate(self, arch: Arch) -> Arch:
@@ -346,9 +306,9 @@ class Space:
                     raise ArchError(f"{tok}: block kind {b.kind!r} not allowed in stage s{i}; allowed: {list(ss.kinds)}")
                 if b.kernel not in ss.kernels:
                     raise ArchError(f"{tok}: kernel k{b.kernel} not allowed in stage s{i}; allowed: {list(ss.kernels)}")
-                if b.kind == "conv":
+                if not block_kind(b.kind).takes_expand:
                     if b.expand != 1:
-                        raise ArchError(f"{tok}: conv blocks take no expand ratio (got e{b.expand})")
+                        raise ArchError(f"{tok}: {b.kind} blocks take no expand ratio (got e{b.expand})")
                 elif b.expand not in ss.expands:
                     raise ArchError(f"{tok}: expand e{b.expand} not allowed in stage s{i}; allowed: {list(ss.expands)}")
         return arch if arch.space == self.name else replace(arch, space=self.name)
@@ -383,122 +343,33 @@ class Space:
         n = self.size()
         if n > limit:
             raise SpaceError(f"space {self.name!r} has {n} architectures; enumerate() is for spaces of <= {limit}")
-        per_stage = []
-        for st in self.stages:
-            options = []
-            choices = st.block_choices()
-            for w in st.widths:
-                for d in st.depths:
-                    for blocks in itertools.product(choices, repeat=d):
-                        options.append(StageArch(w, tuple(blocks)))
-            per_stage.append(options)
-        for r in self.resolutions:
-            for stages in itertools.product(*per_stage):
-                yield Arch(r, tuple(stages), self.name)
+        return _sampling.enumerate_archs(self)
 
-    # ---- sampling and variation ------------------------------------------------------------------
+    # ---- sampling and variation (search_space/_sampling.py) ---------------------------------------
     def sample(self, rng: Any = None) -> Arch:
         """Draw an arch: each choice uniformly and independently (the OFA / BigNAS convention)."""
-        r = as_random(rng)
-        stages = []
-        for st in self.stages:
-            choices = st.block_choices() if len(st.kinds) == 1 else None
-            d = r.choice(st.depths)
-            blocks = []
-            for _ in range(d):
-                if choices is not None:
-                    blocks.append(r.choice(choices))
-                else:
-                    kind = r.choice(st.kinds)
-                    k = r.choice(st.kernels)
-                    e = 1 if kind == "conv" else r.choice(st.expands)
-                    blocks.append(BlockArch(kind, k, e))
-            stages.append(StageArch(r.choice(st.widths), tuple(blocks)))
-        return Arch(r.choice(self.resolutions), tuple(stages), self.name)
+        return _sampling.sample(self, as_random(rng))
 
     def sample_many(self, n: int, rng: Any = None, *, unique: bool = False) -> list[Arch]:
-        r = as_random(rng)
-        if not unique:
-            return [self.sample(r) for _ in range(n)]
-        seen: dict[Arch, None] = {}
-        tries = 0
-        while len(seen) < n:
-            seen.setdefault(self.sample(r), None)
-            tries += 1
-            if tries > 50 * n + 1000:
-                raise SpaceError(f"could not draw {n} distinct archs from space {self.name!r} (size {self.size()})")
-        return list(seen)
+        return _sampling.sample_many(self, n, as_random(rng), unique=unique)
 
     def mutate(self, arch: Arch, rng: Any = None, *, prob: float = 0.1) -> Arch:
         """Resample each choice of `arch` with probability `prob`; the result stays in the space."""
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"mutation prob must be in [0, 1], got {prob}")
-        arch = self.validate(arch)
-        r = as_random(rng)
-        res = r.choice(self.resolutions) if r.random() < prob else arch.resolution
-        stages = []
-        for sa, ss in zip(arch.stages, self.stages):
-            width = r.choice(ss.widths) if r.random() < prob else sa.width
-            depth = r.choice(ss.depths) if r.random() < prob else sa.depth
-            blocks = []
-            for j in range(depth):
-                b = sa.blocks[j] if j < sa.depth else self._random_block(ss, r)
-                kind = r.choice(ss.kinds) if r.random() < prob else b.kind
-                k = r.choice(ss.kernels) if r.random() < prob else b.kernel
-                if kind == "conv":
-                    e = 1
-                elif b.kind == "conv" or r.random() < prob:
-                    e = r.choice(ss.expands)
-                else:
-                    e = b.expand
-                blocks.append(BlockArch(kind, k, e))
-            stages.append(StageArch(width, tuple(blocks)))
-        return Arch(res, tuple(stages), self.name)
+        return _sampling.mutate(self, self.validate(arch), as_random(rng), prob)
 
     def crossover(self, a: Arch, b: Arch, rng: Any = None) -> Arch:
         """Uniform crossover: each stage's width/depth and each block slot from either parent."""
-        a, b = self.validate(a), self.validate(b)
-        r = as_random(rng)
-        res = r.choice((a.resolution, b.resolution))
-        stages = []
-        for sa, sb in zip(a.stages, b.stages):
-            width = r.choice((sa.width, sb.width))
-            depth = r.choice((sa.depth, sb.depth))
-            blocks = []
-            for j in range(depth):
-                options = [s.blocks[j] for s in (sa, sb) if j < s.depth]
-                blocks.append(r.choice(options))
-            stages.append(StageArch(width, tuple(blocks)))
-        return Arch(res, tuple(stages), self.name)
-
-    @staticmethod
-    def _random_block(ss: StageSpec, r: random.Random) -> BlockArch:
-        kind = r.choice(ss.kinds)
-        return BlockArch(kind, r.choice(ss.kernels), 1 if kind == "conv" else r.choice(ss.expands))
-
-    # ---- extremes ------------------------------------------------------------------------------
-    def _extreme(self, largest: bool) -> Arch:
-        pick = max if largest else min
-        stages = []
-        prev_w = self.stem.channels
-        for ss in self.stages:
-            w = pick(ss.widths)
-            k = pick(ss.kernels)
-            e = pick(ss.expands)
-            # The kind whose block costs the most (or least) multiply-adds at these choices.
-            kind = pick(ss.kinds, key=lambda kd: _block_macs(kd, prev_w, w, k, 1 if kd == "conv" else e))
-            blk = BlockArch(kind, k, 1 if kind == "conv" else e)
-            stages.append(StageArch(w, (blk,) * pick(ss.depths)))
-            prev_w = w
-        return Arch(pick(self.resolutions), tuple(stages), self.name)
+        return _sampling.crossover(self, self.validate(a), self.validate(b), as_random(rng))
 
     def min_arch(self) -> Arch:
-        return self._extreme(False)
+        return _sampling.extreme_arch(self, largest=False)
 
     def max_arch(self) -> Arch:
-        return self._extreme(True)
+        return _sampling.extreme_arch(self, largest=True)
 
-    # ---- flat choice map (for searchers) ----------------------------------------------------------
+    # ---- flat choice map for searchers (search_space/_choices.py) ----------------------------------
     def choices(self) -> dict[str, tuple[Any, ...]]:
         """Every elastic choice as `{name: choices}`; fixed (single-valued) choices are left out.
 
@@ -506,193 +377,37 @@ class Space:
         index, 0-based block slot). A slot's values are used only when the stage's depth reaches
         it; `e` is ignored for conv blocks.
         """
-        out: dict[str, tuple[Any, ...]] = {}
-        if len(self.resolutions) > 1:
-            out["r"] = self.resolutions
-        for i, ss in enumerate(self.stages, start=1):
-            if len(ss.widths) > 1:
-                out[f"s{i}.w"] = ss.widths
-            if len(ss.depths) > 1:
-                out[f"s{i}.d"] = ss.depths
-            for j in range(ss.max_depth):
-                if len(ss.kinds) > 1:
-                    out[f"s{i}.b{j}.kind"] = ss.kinds
-                if len(ss.kernels) > 1:
-                    out[f"s{i}.b{j}.k"] = ss.kernels
-                if len(ss.expands) > 1 and ss.kinds != ("conv",):
-                    out[f"s{i}.b{j}.e"] = ss.expands
-        return out
+        return _choices.choices(self)
 
     def from_choices(self, values: Mapping[str, Any]) -> Arch:
         """Build an arch from a (possibly partial) flat choice map; missing names take the first choice."""
-        known = self.choices()
-        unknown = set(values) - set(known)
-        if unknown:
-            raise ArchError(f"unknown choice name(s) {sorted(unknown)} for space {self.name!r}; known: {sorted(known)}")
-
-        def get(name: str, default: Any) -> Any:
-            if name not in values:
-                return default
-            v = values[name]
-            if v not in known[name]:
-                raise ArchError(f"choice {name}={v!r} not allowed; allowed: {list(known[name])}")
-            return v
-
-        res = get("r", self.resolutions[0])
-        stages = []
-        for i, ss in enumerate(self.stages, start=1):
-            w = get(f"s{i}.w", ss.widths[0])
-            d = get(f"s{i}.d", ss.depths[0])
-            blocks = []
-            for j in range(d):
-                kind = get(f"s{i}.b{j}.kind", ss.kinds[0])
-                k = get(f"s{i}.b{j}.k", ss.kernels[0])
-                e = 1 if kind == "conv" else get(f"s{i}.b{j}.e", ss.expands[0])
-                blocks.append(BlockArch(kind, int(k), int(e)))
-            stages.append(StageArch(int(w), tuple(blocks)))
-        return self.validate(Arch(int(res), tuple(stages), self.name))
+        return _choices.from_choices(self, values)
 
     def to_choices(self, arch: Arch) -> dict[str, Any]:
         """The full flat choice map of `arch`; unused slots get their first choice (for warm starts)."""
-        arch = self.validate(arch)
-        known = self.choices()
-        out: dict[str, Any] = {}
-        if "r" in known:
-            out["r"] = arch.resolution
-        for i, (sa, ss) in enumerate(zip(arch.stages, self.stages), start=1):
-            if f"s{i}.w" in known:
-                out[f"s{i}.w"] = sa.width
-            if f"s{i}.d" in known:
-                out[f"s{i}.d"] = sa.depth
-            for j in range(ss.max_depth):
-                b = sa.blocks[j] if j < sa.depth else None
-                if f"s{i}.b{j}.kind" in known:
-                    out[f"s{i}.b{j}.kind"] = b.kind if b else ss.kinds[0]
-                if f"s{i}.b{j}.k" in known:
-                    out[f"s{i}.b{j}.k"] = b.kernel if b else ss.kernels[0]
-                if f"s{i}.b{j}.e" in known:
-                    out[f"s{i}.b{j}.e"] = b.expand if (b and b.kind != "conv") else ss.expands[0]
-        return out
+        return _choices.to_choices(self, arch)
 
-    # ---- numeric encoding (for predictors) ----------------------------------------------------------
+    # ---- numeric encoding for predictors (search_space/_encoding.py) --------------------------------
     def encoding_names(self) -> list[str]:
         """Names of the columns of `encode` (fixed length for the space)."""
-        return list(self._encoding_layout()[1])
-
-    def _encoding_layout(self) -> tuple[dict[str, int], list[str]]:
-        cached = self.__dict__.get("_enc_cache")
-        if cached is not None:
-            return cached
-        names: list[str] = []
-        if len(self.resolutions) > 1:
-            names += [f"r={r}" for r in self.resolutions]
-        names.append("r_scaled")
-        for i, ss in enumerate(self.stages, start=1):
-            if len(ss.widths) > 1:
-                names += [f"s{i}.w={w}" for w in ss.widths]
-            if len(ss.depths) > 1:
-                names += [f"s{i}.d={d}" for d in ss.depths]
-            for j in range(ss.max_depth):
-                if len(ss.kinds) > 1:
-                    names += [f"s{i}.b{j}.kind={k}" for k in ss.kinds]
-                if len(ss.kernels) > 1:
-                    names += [f"s{i}.b{j}.k={k}" for k in ss.kernels]
-                if len(ss.expands) > 1 and ss.kinds != ("conv",):
-                    names += [f"s{i}.b{j}.e={e}" for e in ss.expands]
-                if len(ss.depths) > 1:
-                    names.append(f"s{i}.b{j}.active")
-        index = {n: i for i, n in enumerate(names)}
-        object.__setattr__(self, "_enc_cache", (index, names))
-        return index, names
+        return _encoding.encoding_names(self)
 
     def encode(self, arch: Arch) -> np.ndarray:
         """Fixed-length float32 encoding: one-hot choices, zeros for inactive slots, scaled resolution."""
-        index, names = self._encoding_layout()
-        v = np.zeros(len(names), dtype=np.float32)
-        self._encode_into(arch, v, index)
-        return v
+        return _encoding.encode(self, arch)
 
     def encode_many(self, archs: Sequence[Arch]) -> np.ndarray:
-        index, names = self._encoding_layout()
-        out = np.zeros((len(archs), len(names)), dtype=np.float32)
-        for row, a in zip(out, archs):
-            self._encode_into(a, row, index)
-        return out
+        return _encoding.encode_many(self, archs)
 
-    def _encode_into(self, arch: Arch, v: np.ndarray, index: dict[str, int]) -> None:
-        rmin, rmax = self.resolutions[0], self.resolutions[-1]
-        v[index["r_scaled"]] = 1.0 if rmax == rmin else (arch.resolution - rmin) / (rmax - rmin)
-        for name in (f"r={arch.resolution}",):
-            if name in index:
-                v[index[name]] = 1.0
-        for i, sa in enumerate(arch.stages, start=1):
-            for name in (f"s{i}.w={sa.width}", f"s{i}.d={sa.depth}"):
-                j = index.get(name)
-                if j is not None:
-                    v[j] = 1.0
-            for j, b in enumerate(sa.blocks):
-                for name in (
-                    f"s{i}.b{j}.kind={b.kind}",
-                    f"s{i}.b{j}.k={b.kernel}",
-                    f"s{i}.b{j}.e={b.expand}",
-                    f"s{i}.b{j}.active",
-                ):
-                    k = index.get(name)
-                    if k is not None:
-                        v[k] = 1.0
-
-    # ---- block configurations (for profiling) -------------------------------------------------------
+    # ---- block configurations for profiling (search_space/_configs.py) ------------------------------
     def block_configs(self, arch: Arch) -> list[BlockConfig]:
         """The blocks `arch` runs, in order: stem, every active block, head."""
-        arch = self.validate(arch)
-        sizes = self.feature_sizes(arch.resolution)
-        out = [
-            BlockConfig("stem", self.in_channels, self.stem.channels, self.stem.kernel, 1, self.stem.stride,
-                        arch.resolution, False, self.stem.act)
-        ]
-        cin = self.stem.channels
-        for i, (sa, ss) in enumerate(zip(arch.stages, self.stages)):
-            h = sizes[i]
-            for j, b in enumerate(sa.blocks):
-                stride = ss.stride if j == 0 else 1
-                out.append(BlockConfig(b.kind, cin, sa.width, b.kernel, b.expand, stride, h, ss.se, ss.act))
-                h = math.ceil(h / stride)
-                cin = sa.width
-        out.append(BlockConfig("head", cin, self.num_classes, 1, 1, 1, sizes[-1], False, self.head.act))
-        return out
+        return _configs.block_configs(self, self.validate(arch))
 
     def distinct_block_configs(self) -> list[BlockConfig]:
         """Every distinct block configuration any arch of this space can contain (sorted by key)."""
-        seen: dict[str, BlockConfig] = {}
-
-        def add(c: BlockConfig) -> None:
-            seen.setdefault(c.key, c)
-
-        for r in self.resolutions:
-            sizes = self.feature_sizes(r)
-            add(BlockConfig("stem", self.in_channels, self.stem.channels, self.stem.kernel, 1, self.stem.stride, r,
-                            False, self.stem.act))
-            for i, ss in enumerate(self.stages):
-                h = sizes[i]
-                for b in ss.block_choices():
-                    for w in ss.widths:
-                        for cin in self.stage_in_widths(i):
-                            add(BlockConfig(b.kind, cin, w, b.kernel, b.expand, ss.stride, h, ss.se, ss.act))
-                        if ss.max_depth > 1:
-                            add(BlockConfig(b.kind, w, w, b.kernel, b.expand, 1, math.ceil(h / ss.stride), ss.se, ss.act))
-            for cin in self.stages[-1].widths:
-                add(BlockConfig("head", cin, self.num_classes, 1, 1, 1, sizes[-1], False, self.head.act))
-        return [seen[k] for k in sorted(seen)]
+        return _configs.distinct_block_configs(self)
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, stages={len(self.stages)}, resolutions={len(self.resolutions)}, size={self.size():.3e})"
 
-
-def _block_macs(kind: str, cin: int, cout: int, k: int, e: int) -> int:
-    """Rough multiply-adds per output pixel of a block; only used to order kinds for min/max."""
-    if kind == "conv":
-        return cin * cout * k * k
-    mid = mid_channels(cin, e)
-    if kind == "fmb":
-        return cin * mid * k * k + mid * cout
-    return cin * mid + mid * k * k + mid * cout

@@ -7,7 +7,11 @@
     front.pick("latency_ms@cpu<=3").arch
 
 The searchers never import the supernet: an objective is any callable `Arch -> dict[str, float]`,
-or a registered provider name (`flops`, `analytic`, or ones added by `register_objective_provider`).
+or a registered provider name (`macs`, `flops`, `analytic`, or ones added by `register_objective_provider`).
+Cost units: `macs` are multiply-accumulates, `flops` = 2 x `macs` exactly (docs/search.md).
+
+The room for choosing archs. May import `search_space` (the `Space`, its choice map, the block-kind
+registry's closed-form costs), Optuna and Ray; never `supernet`, `estimators` or `kernels`.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from hwnas.searchers._objectives import (
     BASE_METRICS,
     Objective,
     ObjectiveFn,
-    analytic_cost,
     analytic_objective,
+    arch_cost,
     check_values,
     make_objective,
     objective_providers,
@@ -52,7 +56,7 @@ __all__ = [
     "Pick",
     "SAMPLERS",
     "StudySpec",
-    "analytic_cost",
+    "arch_cost",
     "analytic_objective",
     "check_values",
     "hypervolume",
@@ -70,3 +74,11 @@ __all__ = [
     "search",
     "study_spec",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "analytic_cost":  # renamed: its `flops` held MACs; say so instead of a bare ImportError
+        from hwnas.searchers import _objectives
+
+        return getattr(_objectives, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

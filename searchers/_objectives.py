@@ -4,6 +4,11 @@ A metric name is `base` or `base@device` (`latency_ms@cpu`, `peak_mem_mb@jetson`
 comes from the base (`accuracy` is maximised, costs are minimised) and may be overridden with a
 `:max` / `:min` suffix (`params:max` uses capacity as a stand-in for accuracy in benchmarks).
 
+Units of the cost metrics, one meaning each everywhere: `macs` counts multiply-accumulates (what
+fvcore calls "flops"); `flops` is exactly 2 x `macs` (one multiply plus one add). Studies written
+before this rule stored MACs under `flops`; `arch_cost` replaced `analytic_cost`, whose `flops` key
+held MACs, and the old name raises an error that says so rather than silently doubling.
+
 An objective function is any callable `Arch -> dict[str, float]`. The search code never imports
 the supernet: a provider factory builds such a callable from a `Space` (the lead plugs the latency
 predictors and the supernet accuracy in with `register_objective_provider`).
@@ -18,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwnas.errors import ObjectiveError
-from hwnas.search_space import Arch, Space, mid_channels, se_channels
+from hwnas.search_space import Arch, Space, block_params
+from hwnas.search_space import block_macs as _block_macs
 
 __all__ = [
     "BASE_METRICS",
@@ -29,7 +35,7 @@ __all__ = [
     "register_objective_provider",
     "objective_providers",
     "make_objective",
-    "analytic_cost",
+    "arch_cost",
     "analytic_objective",
 ]
 
@@ -41,7 +47,8 @@ BASE_METRICS: dict[str, str] = {
     "latency_ms": "minimize",
     "peak_mem_mb": "minimize",
     "energy_mj": "minimize",
-    "flops": "minimize",
+    "macs": "minimize",
+    "flops": "minimize",  # exactly 2 x macs
     "params": "minimize",
 }
 _DEVICE_METRICS = {"latency_ms", "peak_mem_mb", "energy_mj"}
@@ -195,83 +202,40 @@ def make_objective(space: Space, providers: str | Sequence[str], **options: Any)
     return fns[0] if len(fns) == 1 else _Combined(fns)
 
 
-# ---- analytic FLOPs / params (no torch, matches supernet.static's layers) ----------------------------
-def _conv(cin: int, cout: int, k: int, out_hw: int, *, groups: int = 1, bn: bool = True, bias: bool = False) -> tuple[int, int]:
-    """(MACs, params) of a conv (+BN) layer."""
-    w = cout * (cin // groups) * k * k
-    params = w + (2 * cout if bn else 0) + (cout if bias else 0)
-    return w * out_hw * out_hw, params
-
-
-def _se(c: int) -> tuple[int, int]:
-    mid = se_channels(c)
-    m1, p1 = _conv(c, mid, 1, 1, bn=False, bias=True)
-    m2, p2 = _conv(mid, c, 1, 1, bn=False, bias=True)
-    return m1 + m2, p1 + p2
-
-
-def analytic_cost(space: Space, arch: Arch) -> dict[str, float]:
-    """Multiply-accumulates (`flops`, as fvcore counts them) and parameter count of `arch`'s static net."""
+# ---- analytic MACs / FLOPs / params (no torch; the block-kind registry's closed forms) -----------------
+def arch_cost(space: Space, arch: Arch) -> dict[str, float]:
+    """`macs` (multiply-accumulates, as fvcore counts its convs and linears), `flops` (= 2 x macs) and
+    `params` (exactly the static net's parameter count) of `arch`, batch 1."""
     macs = params = 0
-
-    def add(mp: tuple[int, int]) -> None:
-        nonlocal macs, params
-        macs += mp[0]
-        params += mp[1]
-
-    stage_expand = [max(ss.expands) > 1 for ss in space.stages]
-    stage_of = []
-    for i, sa in enumerate(arch.stages):
-        stage_of += [i] * sa.depth
-    cfgs = space.block_configs(arch)
-    for n, c in enumerate(cfgs):
-        out = -(-c.in_size // c.stride)
-        if c.kind == "stem":
-            add(_conv(c.cin, c.cout, c.kernel, out))
-        elif c.kind == "mb":
-            has_expand = stage_expand[stage_of[n - 1]]
-            mid = mid_channels(c.cin, c.expand) if has_expand else c.cin
-            if has_expand:
-                add(_conv(c.cin, mid, 1, c.in_size))
-            add(_conv(mid, mid, c.kernel, out, groups=mid))
-            if c.se:
-                add(_se(mid))
-            add(_conv(mid, c.cout, 1, out))
-        elif c.kind == "fmb":
-            mid = mid_channels(c.cin, c.expand)
-            add(_conv(c.cin, mid, c.kernel, out))
-            if c.se:
-                add(_se(mid))
-            add(_conv(mid, c.cout, 1, out))
-        elif c.kind == "conv":
-            add(_conv(c.cin, c.cout, c.kernel, out))
-            if c.se:
-                add(_se(c.cout))
-        elif c.kind == "head":
-            h = space.head
-            ch = c.cin
-            if h.expand_channels:
-                add(_conv(ch, h.expand_channels, 1, c.in_size))
-                ch = h.expand_channels
-            if h.feature_channels:
-                add(_conv(ch, h.feature_channels, 1, 1, bn=False))
-                ch = h.feature_channels
-            add(_conv(ch, space.num_classes, 1, 1, bn=False, bias=True))
-    return {"flops": float(macs), "params": float(params)}
+    for c in space.block_configs(arch):
+        macs += _block_macs(space, c)
+        params += block_params(space, c)
+    return {"macs": float(macs), "flops": float(2 * macs), "params": float(params)}
 
 
-class _FlopsObjective:
-    """Analytic FLOPs (MACs) and params; memoised per arch string (searches revisit archs)."""
+def __getattr__(name: str) -> Any:
+    # ImportError, not AttributeError: `from ... import analytic_cost` replaces an AttributeError's message
+    if name == "analytic_cost":
+        raise ImportError(
+            "analytic_cost was renamed arch_cost: its 'flops' key held MACs, while 'flops' now means 2 x MACs "
+            "everywhere; arch_cost returns 'macs', 'flops' (= 2 x macs) and 'params' (see docs/search.md)"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def __init__(self, space: Space):
-        self.space = space
+
+class _CostObjective:
+    """Analytic cost metrics (a subset of `arch_cost`'s); memoised per arch string (searches revisit archs)."""
+
+    def __init__(self, space: Space, metrics: tuple[str, ...] = ("macs", "flops", "params")):
+        self.space, self.metrics = space, metrics
         self._cache: dict[str, dict[str, float]] = {}
 
     def __call__(self, arch: Arch) -> dict[str, float]:
         key = arch.to_string()
         v = self._cache.get(key)
         if v is None:
-            v = self._cache[key] = analytic_cost(self.space, arch)
+            cost = arch_cost(self.space, arch)
+            v = self._cache[key] = {m: cost[m] for m in self.metrics}
         return dict(v)
 
 
@@ -281,8 +245,8 @@ class _AnalyticObjective:
     Every elastic choice becomes its index fraction t_i in [0, 1] (`space.to_choices` order). With
     a = mean of the first half of the t's and b = mean of the second half: f1 = a,
     g = 1 + 9 b, f2 = g (1 - sqrt(f1 / g)). The true front is every arch with b = 0
-    (f2 = 1 - sqrt(f1)); on a small space it is found exactly by enumeration. `flops` and `params`
-    are returned too, so budgets on real cost metrics can be tried.
+    (f2 = 1 - sqrt(f1)); on a small space it is found exactly by enumeration. `macs`, `flops` and
+    `params` are returned too, so budgets on real cost metrics can be tried.
     """
 
     def __init__(self, space: Space):
@@ -290,7 +254,7 @@ class _AnalyticObjective:
         self.choices = space.choices()
         if len(self.choices) < 2:
             raise ObjectiveError(f"the analytic objective needs a space with >= 2 elastic choices; {space.name!r} has {len(self.choices)}")
-        self._flops = _FlopsObjective(space)
+        self._cost = _CostObjective(space)
 
     def fractions(self, arch: Arch) -> list[float]:
         c = self.space.to_choices(arch)
@@ -302,7 +266,7 @@ class _AnalyticObjective:
         f1 = sum(t[:h]) / h
         g = 1.0 + 9.0 * sum(t[h:]) / (len(t) - h)
         f2 = g * (1.0 - math.sqrt(f1 / g))
-        return {"f1": f1, "f2": f2, **self._flops(arch)}
+        return {"f1": f1, "f2": f2, **self._cost(arch)}
 
 
 def analytic_objective(space: Space, **_: Any) -> ObjectiveFn:
@@ -310,14 +274,22 @@ def analytic_objective(space: Space, **_: Any) -> ObjectiveFn:
 
 
 def _flops_factory(space: Space, **_: Any) -> ObjectiveFn:
-    return _FlopsObjective(space)
+    return _CostObjective(space, ("flops", "params"))
+
+
+def _macs_factory(space: Space, **_: Any) -> ObjectiveFn:
+    return _CostObjective(space, ("macs", "params"))
 
 
 register_objective_provider(
-    "flops", _flops_factory, metrics=("flops", "params"),
+    "macs", _macs_factory, metrics=("macs", "params"),
     help="analytic multiply-accumulates and parameter count of the static subnet (no training needed)",
 )
 register_objective_provider(
-    "analytic", analytic_objective, metrics=("f1", "f2", "flops", "params"),
-    help="ZDT1-like test function f1/f2 over the choice indices (known true front), plus flops/params",
+    "flops", _flops_factory, metrics=("flops", "params"),
+    help="analytic FLOPs (= 2 x multiply-accumulates) and parameter count of the static subnet",
+)
+register_objective_provider(
+    "analytic", analytic_objective, metrics=("f1", "f2", "macs", "flops", "params"),
+    help="ZDT1-like test function f1/f2 over the choice indices (known true front), plus macs/flops/params",
 )

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hwnas.search_space import Arch, Space, as_random
+from hwnas.search_space import Arch, Space, as_random, block_kind, walk
 from hwnas.supernet.blocks import DynamicHead, make_dynamic_block
-from hwnas.supernet.static import ConvBNAct, StaticNet, stage_has_expand
+from hwnas.supernet.static import ConvBNAct, StaticNet
 from torch import nn
 
 __all__ = ["Supernet", "resize_input"]
@@ -38,7 +38,7 @@ class Supernet(nn.Module):
         self.stem = ConvBNAct(space.in_channels, st.channels, st.kernel, st.stride, st.act)
         self.stages = nn.ModuleList()
         prev_max = st.channels
-        for i, ss in enumerate(space.stages):
+        for ss in space.stages:
             w = max(ss.widths)
             slots = nn.ModuleList()
             for j in range(ss.max_depth):
@@ -54,7 +54,7 @@ class Supernet(nn.Module):
                                 ss.stride if j == 0 else 1,
                                 ss.se,
                                 ss.act,
-                                stage_has_expand(space, i),
+                                block_kind(kind).has_expand(ss.expands),
                             )
                             for kind in ss.kinds
                         }
@@ -73,13 +73,10 @@ class Supernet(nn.Module):
         """Make `arch` the subnet that `forward` runs; returns the validated arch."""
         arch = self.space.parse(arch)
         path: list[nn.Module] = []
-        cin = self.space.stem.channels
-        for slots, sa in zip(self.stages, arch.stages):
-            for j, b in enumerate(sa.blocks):
-                blk = slots[j][b.kind]
-                blk.set_active(cin, sa.width, b.kernel, b.expand)
-                path.append(blk)
-                cin = sa.width
+        for s in walk(self.space, arch):
+            blk = self.stages[s.stage][s.index][s.block.kind]
+            blk.set_active(s.cin, s.cout, s.block.kernel, s.block.expand)
+            path.append(blk)
         self._path = path
         self.active_arch = arch
         return arch

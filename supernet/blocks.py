@@ -3,13 +3,15 @@
 Each block is told its active choice by `set_active(cin, cout, kernel, expand)` (the supernet
 does it once per arch, so `forward` has no decisions left), returns a static twin with copied
 weights from `to_static()`, and `sort_channels()` reorders its hidden channels by importance so
-that smaller expand ratios keep the most important ones (Once-for-All).
+that smaller expand ratios keep the most important ones (Once-for-All). Each block class is
+registered as its kind's dynamic module in the block-kind registry, and all take the same
+constructor arguments (`make_dynamic_block`'s), ignoring the ones their kind has no use for.
 """
 
 from __future__ import annotations
 
 import torch
-from hwnas.search_space import mid_channels, se_channels
+from hwnas.search_space import block_module, mid_channels, register_block_module, se_channels
 from hwnas.supernet import static as S
 from hwnas.supernet.ops import (
     DynamicBatchNorm2d,
@@ -99,6 +101,7 @@ class _DynamicBlock(nn.Module):
         return None
 
 
+@register_block_module("mb", "dynamic")
 class DynamicMBConv(_DynamicBlock):
     """Elastic inverted residual: 1x1 expand (elastic ratio), kxk depthwise (elastic k), SE, 1x1 project."""
 
@@ -168,11 +171,12 @@ class DynamicMBConv(_DynamicBlock):
         _permute_(self.project_conv.weight, idx, 1)
 
 
+@register_block_module("fmb", "dynamic")
 class DynamicFusedMBConv(_DynamicBlock):
     """Elastic fused inverted residual: kxk expand conv (elastic k and ratio), SE, 1x1 project."""
 
     def __init__(self, max_cin: int, max_cout: int, kernels: tuple[int, ...], expands: tuple[int, ...],
-                 stride: int, se: bool, act: str):
+                 stride: int, se: bool, act: str, has_expand: bool = False):
         super().__init__(max_cin, max_cout, stride)
         self.se_on, self.act = se, act
         max_mid = mid_channels(max_cin, max(expands))
@@ -218,10 +222,12 @@ class DynamicFusedMBConv(_DynamicBlock):
         _permute_(self.project_conv.weight, idx, 1)
 
 
+@register_block_module("conv", "dynamic")
 class DynamicConvBlock(_DynamicBlock):
     """Elastic regular conv block: kxk conv (elastic k, in/out channels), BN, activation, SE."""
 
-    def __init__(self, max_cin: int, max_cout: int, kernels: tuple[int, ...], stride: int, se: bool, act: str):
+    def __init__(self, max_cin: int, max_cout: int, kernels: tuple[int, ...], expands: tuple[int, ...],
+                 stride: int, se: bool, act: str, has_expand: bool = False):
         super().__init__(max_cin, max_cout, stride)
         self.se_on, self.act = se, act
         self.body = nn.Sequential(
@@ -292,10 +298,5 @@ class DynamicHead(nn.Module):
 
 def make_dynamic_block(kind: str, max_cin: int, max_cout: int, kernels: tuple[int, ...], expands: tuple[int, ...],
                        stride: int, se: bool, act: str, has_expand: bool) -> _DynamicBlock:
-    if kind == "mb":
-        return DynamicMBConv(max_cin, max_cout, kernels, expands, stride, se, act, has_expand)
-    if kind == "fmb":
-        return DynamicFusedMBConv(max_cin, max_cout, kernels, expands, stride, se, act)
-    if kind == "conv":
-        return DynamicConvBlock(max_cin, max_cout, kernels, stride, se, act)
-    raise ValueError(f"unknown block kind {kind!r}")
+    """The dynamic module registered for block kind `kind`, sized for the largest choices of its slot."""
+    return block_module(kind, "dynamic")(max_cin, max_cout, kernels, expands, stride, se, act, has_expand)

@@ -1,21 +1,36 @@
 """Static blocks and `StaticNet`: plain PyTorch modules, no dynamic code.
 
 This is what `Supernet.extract` returns and what `export.load` rebuilds from `arch.json`.
-Switched-off parts are `nn.Identity`, so each `forward` reads straight down.
+Switched-off parts are `nn.Identity`, so each `forward` reads straight down. Each block class is
+registered as its kind's static module in the block-kind registry (`hwnas.search_space._blocks`)
+and is built from a `BlockConfig` by `from_config`; `BODY_PARTS` names the steps of its `body`
+(`pre` expand conv, `main` conv, `se`, `post` projection), which the fused kernels read.
 """
 
 from __future__ import annotations
 
 import torch
-from hwnas.search_space import Arch, Space, mid_channels, se_channels
+from hwnas.search_space import (
+    Arch,
+    BlockConfig,
+    Space,
+    block_module,
+    mid_channels,
+    register_block_module,
+    se_channels,
+    stage_block_config,
+    walk,
+)
 from hwnas.supernet.ops import DepthwiseConv2d, HSigmoid, build_act
 from torch import nn
 
-__all__ = ["ConvBNAct", "SqueezeExcite", "MBConv", "FusedMBConv", "ConvBlock", "Head", "StaticNet", "build_static", "stage_has_expand"]
+__all__ = ["ConvBNAct", "SqueezeExcite", "MBConv", "FusedMBConv", "ConvBlock", "Head", "StaticNet", "build_block", "build_static",
+           "make_block"]
 
 
+@register_block_module("stem", "static")
 class ConvBNAct(nn.Sequential):
-    """Conv (no bias, padding k//2) -> BatchNorm -> activation (Identity when act is None)."""
+    """Conv (no bias, padding k//2) -> BatchNorm -> activation (Identity when act is None); also the stem."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, act: str | None = "relu", groups: int = 1):
         depthwise = groups > 1 and groups == cin == cout
@@ -24,6 +39,10 @@ class ConvBNAct(nn.Sequential):
             nn.BatchNorm2d(cout),
             build_act(act),
         )
+
+    @classmethod
+    def from_config(cls, space: Space, c: BlockConfig) -> ConvBNAct:
+        return cls(c.cin, c.cout, c.kernel, c.stride, c.act)
 
 
 class SqueezeExcite(nn.Module):
@@ -50,8 +69,11 @@ class _Residual(nn.Module):
         return x + y if self.residual else y
 
 
+@register_block_module("mb", "static")
 class MBConv(_Residual):
     """Inverted residual: 1x1 expand, kxk depthwise, SE, 1x1 project (linear), residual."""
+
+    BODY_PARTS = ("pre", "main", "se", "post")
 
     def __init__(self, cin: int, cout: int, kernel: int, expand: int, stride: int, se: bool, act: str, has_expand: bool = True):
         super().__init__()
@@ -64,9 +86,16 @@ class MBConv(_Residual):
         )
         self.residual = stride == 1 and cin == cout
 
+    @classmethod
+    def from_config(cls, space: Space, c: BlockConfig) -> MBConv:
+        return cls(c.cin, c.cout, c.kernel, c.expand, c.stride, c.se, c.act, c.has_expand)
 
+
+@register_block_module("fmb", "static")
 class FusedMBConv(_Residual):
     """Fused inverted residual: kxk expand conv, SE, 1x1 project (linear), residual."""
+
+    BODY_PARTS = ("main", "se", "post")
 
     def __init__(self, cin: int, cout: int, kernel: int, expand: int, stride: int, se: bool, act: str):
         super().__init__()
@@ -78,9 +107,16 @@ class FusedMBConv(_Residual):
         )
         self.residual = stride == 1 and cin == cout
 
+    @classmethod
+    def from_config(cls, space: Space, c: BlockConfig) -> FusedMBConv:
+        return cls(c.cin, c.cout, c.kernel, c.expand, c.stride, c.se, c.act)
 
+
+@register_block_module("conv", "static")
 class ConvBlock(_Residual):
     """Regular kxk conv + BN + activation (+ SE), residual when shapes allow."""
+
+    BODY_PARTS = ("main", "se")
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, se: bool, act: str):
         super().__init__()
@@ -90,7 +126,12 @@ class ConvBlock(_Residual):
         )
         self.residual = stride == 1 and cin == cout
 
+    @classmethod
+    def from_config(cls, space: Space, c: BlockConfig) -> ConvBlock:
+        return cls(c.cin, c.cout, c.kernel, c.stride, c.se, c.act)
 
+
+@register_block_module("head", "static")
 class Head(nn.Module):
     """1x1 expand conv (optional), global average pool, 1x1 feature conv (optional), dropout, linear."""
 
@@ -109,21 +150,21 @@ class Head(nn.Module):
         x = self.feature(x)
         return self.classifier(self.dropout(torch.flatten(x, 1)))
 
+    @classmethod
+    def from_config(cls, space: Space, c: BlockConfig) -> Head:
+        h = space.head
+        return cls(c.cin, space.num_classes, h.expand_channels, h.feature_channels, h.act, h.dropout)
 
-def stage_has_expand(space: Space, stage: int) -> bool:
-    """Whether MBConv blocks of a stage have a 1x1 expand conv (not when every ratio is 1, as OFA's first block)."""
-    return max(space.stages[stage].expands) > 1
+
+def build_block(space: Space, c: BlockConfig) -> nn.Module:
+    """A freshly initialised static module for one block configuration (stem, stage block or head)."""
+    return block_module(c.kind, "static").from_config(space, c)
 
 
-def make_block(space: Space, stage: int, kind: str, cin: int, cout: int, kernel: int, expand: int, stride: int) -> nn.Module:
-    ss = space.stages[stage]
-    if kind == "mb":
-        return MBConv(cin, cout, kernel, expand, stride, ss.se, ss.act, stage_has_expand(space, stage))
-    if kind == "fmb":
-        return FusedMBConv(cin, cout, kernel, expand, stride, ss.se, ss.act)
-    if kind == "conv":
-        return ConvBlock(cin, cout, kernel, stride, ss.se, ss.act)
-    raise ValueError(f"unknown block kind {kind!r}")
+def make_block(space: Space, stage: int, kind: str, cin: int, cout: int, kernel: int, expand: int, stride: int,
+               in_size: int = 1) -> nn.Module:
+    """A static block of kind `kind` in stage `stage` (SE, activation and expand conv from the stage)."""
+    return build_block(space, stage_block_config(space, stage, kind, cin, cout, kernel, expand, stride, in_size))
 
 
 class StaticNet(nn.Module):
@@ -136,13 +177,9 @@ class StaticNet(nn.Module):
         self.resolution = arch.resolution
         st = space.stem
         self.stem = ConvBNAct(space.in_channels, st.channels, st.kernel, st.stride, st.act)
-        blocks = []
-        cin = st.channels
-        for i, sa in enumerate(arch.stages):
-            for j, b in enumerate(sa.blocks):
-                stride = space.stages[i].stride if j == 0 else 1
-                blocks.append(make_block(space, i, b.kind, cin, sa.width, b.kernel, b.expand, stride))
-                cin = sa.width
+        blocks = [make_block(space, s.stage, s.block.kind, s.cin, s.cout, s.block.kernel, s.block.expand, s.stride,
+                             s.in_size) for s in walk(space, arch)]
+        cin = arch.stages[-1].width
         self.blocks = nn.Sequential(*blocks)
         h = space.head
         self.head = Head(cin, space.num_classes, h.expand_channels, h.feature_channels, h.act, h.dropout)

@@ -10,7 +10,7 @@ from hwnas.search_space import Space
 from hwnas.searchers import (
     Budget,
     Objective,
-    analytic_cost,
+    arch_cost,
     check_values,
     make_objective,
     objective_providers,
@@ -98,13 +98,13 @@ def test_analytic_params_match_the_static_net_exactly_and_flops_fvcore():
         for seed in range(3):
             arch = space.sample(seed)
             net = build_static(space, arch).eval()
-            cost = analytic_cost(space, arch)
+            cost = arch_cost(space, arch)
             assert cost["params"] == sum(p.numel() for p in net.parameters())
             fca = FlopCountAnalysis(net, torch.zeros(1, space.in_channels, arch.resolution, arch.resolution))
             fca.unsupported_ops_warnings(False)
             fca.uncalled_modules_warnings(False)
             # fvcore also counts BN/SE multiplies/pooling; convs and linears dominate (within 10%).
-            assert 0.9 < cost["flops"] / fca.total() <= 1.0
+            assert 0.9 < cost["macs"] / fca.total() <= 1.0
 
 
 def test_provider_registry_is_pluggable():
