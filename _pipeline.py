@@ -204,14 +204,14 @@ def _say(msg: str) -> None:
 
 # ---- the objective the search optimises ----------------------------------------------------------
 class PredictorObjective:
-    """Arch -> {accuracy, latency_ms@dev..., peak_mem_mb@dev, energy_mj@dev, params, flops} from predictors."""
+    """Arch -> {accuracy, latency_ms@dev..., peak_mem_mb@dev, energy_mj@dev, params, macs, flops} from predictors."""
 
     def __init__(self, space: Any, accuracy: Any, latency: Mapping[str, Any], memory: Any, energy: Mapping[str, Any]):
-        from hwnas.searchers import analytic_cost
+        from hwnas.searchers import arch_cost
 
         self.space, self.accuracy, self.latency, self.memory, self.energy = space, accuracy, latency, memory, energy
         # closed-form MACs and parameters (equal to counting the static net's, which costs ms per trial)
-        self._cost = analytic_cost
+        self._cost = arch_cost
 
     def __call__(self, arch: Any) -> dict[str, float]:
         out = {"accuracy": float(self.accuracy.predict(arch))}
@@ -224,7 +224,8 @@ class PredictorObjective:
             out[f"peak_mem_mb@{dev}"] = mem
         cost = self._cost(self.space, arch)
         out["params"] = float(cost["params"])
-        out["flops"] = float(2 * cost["flops"])
+        out["macs"] = float(cost["macs"])
+        out["flops"] = float(cost["flops"])  # 2 x MACs, as everywhere
         return out
 
 
