@@ -102,9 +102,13 @@ def _fit_predictor(space: Space, archs: list[Arch], accs: list[float], out: Path
 
 
 def make_bundle(run_dir: str | Path, out: str | Path, *, pairs: int = 500, val_images: int | None = None,
-                calib_images: int = 2000, seed: int = 0, overwrite: bool = False, progress: bool = True) -> Path:
+                test_images: int | None = None, calib_images: int = 2000, seed: int = 0, overwrite: bool = False,
+                progress: bool = True) -> Path:
     """A bundle at `out` from the finished training run in `run_dir` (supernet.json + weights +
-    metrics.jsonl): test accuracies of the 5 fixed subnets, `pairs` measured archs, the predictor."""
+    metrics.jsonl): test accuracies of the 5 fixed subnets, `pairs` measured archs, the predictor.
+
+    `val_images` / `test_images` cap the search-val and test images scored (default: all; smaller
+    only for smoke tests: the manifest records the counts)."""
     from hwnas.data import make_loaders
     from hwnas.estimators.flops import arch_macs
     from hwnas.supernet import load_supernet
@@ -124,13 +128,15 @@ def make_bundle(run_dir: str | Path, out: str | Path, *, pairs: int = 500, val_i
     space = net.space
     loaders = make_loaders(cfg.get("dataset", "fashion-mnist"), cfg.get("data_dir"), space=space,
                            seed=cfg.get("seed", 0), search_val=cfg.get("search_val", 5000))
-    val = loaders.val
+    val, test = loaders.val, loaders.test
     if val_images is not None:
         val.x, val.y = val.x[:val_images], val.y[:val_images]
+    if test_images is not None:
+        test.x, test.y = test.x[:test_images], test.y[:test_images]
     calib = loaders.calib_images(calib_images)
     t0 = time.perf_counter()
     fixed = fixed_subnets(space)
-    fixed_acc = {k: evaluate(net, a, loaders.test, calib=calib, num_calib=len(calib)) for k, a in fixed.items()}
+    fixed_acc = {k: evaluate(net, a, test, calib=calib, num_calib=len(calib)) for k, a in fixed.items()}
     archs = _select_archs(space, pairs, seed)
     accs = measure_pairs(net, archs, val, calib, progress=progress)
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -153,6 +159,7 @@ def make_bundle(run_dir: str | Path, out: str | Path, *, pairs: int = 500, val_i
             "policy": cfg.get("policy"),
             "data_split_seed": cfg.get("seed", 0),
             "search_val_images": len(val.y),
+            "test_images": len(test.y),
             "commit": _commit(Path(__file__).resolve().parents[1]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": versions(),

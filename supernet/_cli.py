@@ -48,6 +48,8 @@ def register(sub: Any) -> None:
                    help="after training, write a shipped bundle (weights, manifest with hashes, accuracy pairs and predictor) to DIR")
     p.add_argument("--bundle-pairs", type=int, default=500, metavar="N",
                    help="(arch, search-val accuracy) pairs the bundle measures (default 500; 20..20000)")
+    p.add_argument("--bundle-images", type=int, default=None, metavar="N",
+                   help="score the bundle's pairs and fixed subnets on only N search-val / test images (default: all; for smoke runs)")
     p.add_argument("--overwrite", action="store_true", help="with --bundle: replace an existing bundle folder")
     p.add_argument("--out", required=True, help="output directory of the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch checkpoint")
@@ -91,6 +93,8 @@ def _run(args: argparse.Namespace) -> int:
 
         if not 20 <= args.bundle_pairs <= 20000:
             raise ConfigError(f"--bundle-pairs {args.bundle_pairs}: choose 20..20000")
+        if args.bundle_images is not None and not 100 <= args.bundle_images <= 1_000_000:
+            raise ConfigError(f"--bundle-images {args.bundle_images}: choose 100..1000000 (or leave it out: all images)")
         if Path(args.bundle).exists() and not args.overwrite:
             raise ConfigError(f"--bundle {args.bundle} already exists; pass --overwrite to replace it")
     res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
@@ -102,6 +106,6 @@ def _run(args: argparse.Namespace) -> int:
         from hwnas.estimators.bundle import make_bundle
 
         out = make_bundle(res.out_dir, args.bundle, pairs=args.bundle_pairs, seed=cfg.seed, overwrite=args.overwrite,
-                          progress=not args.no_progress)
+                          val_images=args.bundle_images, test_images=args.bundle_images, progress=not args.no_progress)
         print(json.dumps({"bundle": str(out)}))
     return 0

@@ -23,7 +23,7 @@ needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Fashion-MNIST Debian 
 def tiny_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundle")
     cmd = [sys.executable, "-m", "hwnas", "train", "--schedule", "tiny", "--out", str(root / "run"), "--no-progress",
-           "--bundle", str(root / "fmnist-mbv3"), "--bundle-pairs", "24"]
+           "--bundle", str(root / "fmnist-mbv3"), "--bundle-pairs", "24", "--bundle-images", "300"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root / "fmnist-mbv3"
@@ -41,6 +41,7 @@ def test_train_bundle_writes_a_complete_bundle_that_loads(tiny_bundle):
     assert man["format"] == "hwnas-supernet-bundle" and man["name"] == "fmnist-mbv3"
     assert set(man["files"]) == names - {"supernet.json"}  # every other file is hashed
     assert man["config"]["schedule"] == "tiny" and man["data_split_seed"] == 0 and man["policy"] == man["config"]["policy"]
+    assert man["search_val_images"] == man["test_images"] == 300
     assert list(man["fixed_subnets"]) == ["min", "macs25", "macs50", "macs75", "max"]
     macs = [man["fixed_subnets"][k]["macs"] for k in man["fixed_subnets"]]
     assert macs == sorted(macs) and macs[0] < macs[-1]
