@@ -14,7 +14,14 @@ correlation and `best_kind` picks the winner from its results. Imports: search_s
 
 from __future__ import annotations
 
-from hwnas.estimators.accuracy._base import FEATURES, KINDS, MIN_PAIRS, BasePredictor, features, rank_metrics
+from hwnas.estimators.accuracy._base import (
+    FEATURES,
+    KINDS,
+    MIN_PAIRS,
+    BasePredictor,
+    features,
+    rank_metrics,
+)
 from hwnas.estimators.accuracy._gbm import GBMPredictor
 from hwnas.estimators.accuracy._gp import GPPredictor
 from hwnas.estimators.accuracy._mlp import AccuracyPredictor, EnsemblePredictor, RankMLPPredictor

@@ -60,7 +60,7 @@ class GBMPredictor(BasePredictor):
         params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                   "min_data_in_leaf": self.min_data_in_leaf, "min_data_in_bin": 1, "feature_fraction": 0.8,
                   "lambda_l2": 1.0, "seed": seed, "deterministic": True, "force_row_wise": True,
-                  "num_threads": 2, "verbose": -1}
+                  "num_threads": 1, "verbose": -1}
         data = lgb.Dataset(np.asarray(X, dtype=np.float64), (y - self.y_mean) / self.y_std, params={"verbose": -1})
         self.booster = lgb.train(params, data, num_boost_round=self.rounds)
         return self
@@ -73,7 +73,8 @@ class GBMPredictor(BasePredictor):
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = {k: v for k, v in self._settings().items() if k != "features"}
-        return {**meta, "y_mean": self.y_mean, "y_std": self.y_std, "model": self.booster.model_to_string()}, {}
+        # the trees are LightGBM's own text format in the JSON; the npz keeps the target scaling
+        return {**meta, "model": self.booster.model_to_string()}, {"y_scale": np.array([self.y_mean, self.y_std])}
 
     @classmethod
     def _from_state(cls, space: Any, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> GBMPredictor:
@@ -86,5 +87,5 @@ class GBMPredictor(BasePredictor):
             out.booster = lgb.Booster(model_str=meta["model"])
         except lgb.basic.LightGBMError as e:
             raise ValueError(f"LightGBM cannot read the model text: {e}") from None
-        out.y_mean, out.y_std = float(meta["y_mean"]), float(meta["y_std"])
+        out.y_mean, out.y_std = (float(v) for v in arrays["y_scale"])
         return out
