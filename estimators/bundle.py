@@ -25,7 +25,7 @@ import csv
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,32 +78,37 @@ def _commit(repo: Path) -> str | None:
 
 
 def _select_archs(space: Space, n: int, seed: int) -> list[Arch]:
-    """The archs whose accuracy a bundle measures: stratified by MACs and depth when the accuracy
-    package offers it, the 5 fixed subnets always among them."""
-    from hwnas.estimators import accuracy as acc_mod
+    """The archs whose accuracy a bundle measures: stratified by MACs and depth, with the 5 fixed
+    subnets always among them."""
+    from hwnas.estimators.accuracy import stratified_archs
 
-    strat: Callable[..., list[Arch]] | None = getattr(acc_mod, "stratified_archs", None)
-    archs = list(strat(space, n, seed)) if strat is not None else space.sample_many(n, seed, unique=True)
+    archs = list(stratified_archs(space, n, seed))
     have = set(archs)
     extra = [a for a in fixed_subnets(space).values() if a not in have]
     return extra + archs[: max(0, n - len(extra))]
 
 
-def _fit_predictor(space: Space, archs: list[Arch], accs: list[float], out: Path, seed: int) -> dict[str, Any]:
-    """Fit the accuracy predictor kinds, keep the best by held-out rank quality, save it to `out`."""
-    from hwnas.estimators import accuracy as acc_mod
+def _fit_predictor(space: Space, archs: list[Arch], accs: list[float], out: Path, seed: int,
+                   kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Compare the accuracy predictor kinds by held-out rank quality (100 pairs, or 40% of fewer),
+    fit the best on all pairs and save it to `out`: the choice is data, recorded in the manifest."""
+    from hwnas.estimators.accuracy import best_kind, compare_kinds, fit_best
 
-    chooser = getattr(acc_mod, "fit_best_predictor", None)
-    if chooser is not None:
-        return dict(chooser(space, archs, accs, out, seed=seed))
-    pred = acc_mod.AccuracyPredictor.fit(space, archs, accs, holdout=min(0.5, 100 / len(accs)), seed=seed)
-    pred.save(out)
-    return {"kind": "mlp", **pred.report}
+    res = compare_kinds(space, archs, accs, kinds=kinds, holdout=100, seeds=3)
+    chosen = best_kind(res)
+    fit_best(res, space, archs, accs, path=out, seed=seed)
+    table = {name: {"spearman": r["spearman_summary"]["mean"], "kendall": r["kendall_summary"]["mean"],
+                    "fit_s": r["fit_s_summary"]["mean"]} for name, r in res["candidates"].items()}
+    proxy = res["macs_proxy"]
+    return {"kind": chosen, "heldout_pairs": res["holdout_used"], "splits": res["seeds"],
+            "heldout_spearman": table[chosen]["spearman"], "heldout_kendall": table[chosen]["kendall"],
+            "candidates": table, "macs_proxy": {"spearman": proxy["spearman_summary"]["mean"],
+                                                "kendall": proxy["kendall_summary"]["mean"]}}
 
 
 def make_bundle(run_dir: str | Path, out: str | Path, *, pairs: int = 500, val_images: int | None = None,
                 test_images: int | None = None, calib_images: int = 2000, seed: int = 0, overwrite: bool = False,
-                progress: bool = True) -> Path:
+                kinds: tuple[str, ...] | None = None, progress: bool = True) -> Path:
     """A bundle at `out` from the finished training run in `run_dir` (supernet.json + weights +
     metrics.jsonl): test accuracies of the 5 fixed subnets, `pairs` measured archs, the predictor.
 
@@ -148,7 +153,7 @@ def make_bundle(run_dir: str | Path, out: str | Path, *, pairs: int = 500, val_i
             w.writerow(["arch", "val_accuracy", "macs", "depth"])
             for a, acc in zip(archs, accs):
                 w.writerow([str(a), f"{acc:.6f}", arch_macs(space, a), sum(s.depth for s in a.stages)])
-        predictor = _fit_predictor(space, archs, accs, tmp / "accuracy_predictor.json", seed)
+        predictor = _fit_predictor(space, archs, accs, tmp / "accuracy_predictor.json", seed, kinds)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {
             "format": BUNDLE_FORMAT,
@@ -200,11 +205,9 @@ class Bundle:
         return [space.parse(r["arch"]) for r in rows], np.array([float(r["val_accuracy"]) for r in rows])
 
     def predictor(self) -> Any:
-        from hwnas.estimators import accuracy as acc_mod
+        from hwnas.estimators.accuracy import load_accuracy_predictor
 
-        loader = getattr(acc_mod, "load_accuracy_predictor", None)
-        p = self.path / "accuracy_predictor.json"
-        return loader(p) if loader is not None else acc_mod.AccuracyPredictor.load(p)
+        return load_accuracy_predictor(self.path / "accuracy_predictor.json")
 
 
 def load_bundle(name_or_path: str | Path, *, space: Space | str | None = None) -> Bundle:

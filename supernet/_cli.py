@@ -50,6 +50,8 @@ def register(sub: Any) -> None:
                    help="(arch, search-val accuracy) pairs the bundle measures (default 500; 20..20000)")
     p.add_argument("--bundle-images", type=int, default=None, metavar="N",
                    help="score the bundle's pairs and fixed subnets on only N search-val / test images (default: all; for smoke runs)")
+    p.add_argument("--predictor-kinds", default=None, metavar="K,K",
+                   help="accuracy predictor kinds the bundle compares (default all: mlp,ensemble,gp,gbm,rank_mlp); the best by held-out Spearman is kept")
     p.add_argument("--overwrite", action="store_true", help="with --bundle: replace an existing bundle folder")
     p.add_argument("--out", required=True, help="output directory of the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch checkpoint")
@@ -93,6 +95,14 @@ def _run(args: argparse.Namespace) -> int:
 
         if not 20 <= args.bundle_pairs <= 20000:
             raise ConfigError(f"--bundle-pairs {args.bundle_pairs}: choose 20..20000")
+        kinds = None
+        if args.predictor_kinds is not None:
+            from hwnas.estimators.accuracy import KINDS
+
+            kinds = tuple(k.strip() for k in args.predictor_kinds.split(",") if k.strip())
+            bad = [k for k in kinds if k not in KINDS]
+            if bad or not kinds:
+                raise ConfigError(f"--predictor-kinds {args.predictor_kinds!r}: unknown {bad}; choose from {sorted(KINDS)}")
         if args.bundle_images is not None and not 100 <= args.bundle_images <= 1_000_000:
             raise ConfigError(f"--bundle-images {args.bundle_images}: choose 100..1000000 (or leave it out: all images)")
         if Path(args.bundle).exists() and not args.overwrite:
@@ -106,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         from hwnas.estimators.bundle import make_bundle
 
         out = make_bundle(res.out_dir, args.bundle, pairs=args.bundle_pairs, seed=cfg.seed, overwrite=args.overwrite,
-                          val_images=args.bundle_images, test_images=args.bundle_images, progress=not args.no_progress)
+                          val_images=args.bundle_images, test_images=args.bundle_images, kinds=kinds,
+                          progress=not args.no_progress)
         print(json.dumps({"bundle": str(out)}))
     return 0

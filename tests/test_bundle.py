@@ -23,7 +23,8 @@ needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Fashion-MNIST Debian 
 def tiny_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundle")
     cmd = [sys.executable, "-m", "hwnas", "train", "--schedule", "tiny", "--out", str(root / "run"), "--no-progress",
-           "--bundle", str(root / "fmnist-mbv3"), "--bundle-pairs", "24", "--bundle-images", "300"]
+           "--bundle", str(root / "fmnist-mbv3"), "--bundle-pairs", "24", "--bundle-images", "300",
+           "--predictor-kinds", "gp,mlp"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root / "fmnist-mbv3"
@@ -51,6 +52,7 @@ def test_train_bundle_writes_a_complete_bundle_that_loads(tiny_bundle):
     assert all(0.0 <= a <= 1.0 for a in accs)
     fixed = {b.space.parse(v["arch"]) for v in man["fixed_subnets"].values()}
     assert fixed <= set(archs)  # the fixed subnets are always among the measured pairs
+    assert man["accuracy"]["predictor"]["kind"] in ("gp", "mlp") and set(man["accuracy"]["predictor"]["candidates"]) == {"gp", "mlp"}
     pred = b.predictor()
     assert pred.predict_many(archs[:3]).shape == (3,)
     assert isinstance(load_supernet(tiny_bundle), Supernet)
@@ -98,7 +100,8 @@ def test_cli_refuses_bad_bundle_arguments_before_training(tmp_path):
     existing = tmp_path / "b"
     existing.mkdir()
     for extra, needle in ((["--bundle", str(existing)], "already exists"),
-                          (["--bundle", str(tmp_path / "new"), "--bundle-pairs", "5"], "--bundle-pairs 5")):
+                          (["--bundle", str(tmp_path / "new"), "--bundle-pairs", "5"], "--bundle-pairs 5"),
+                          (["--bundle", str(tmp_path / "new"), "--predictor-kinds", "gp,svm"], "unknown ['svm']")):
         proc = subprocess.run([sys.executable, "-m", "hwnas", "train", "--schedule", "tiny", "--out", str(tmp_path / "run"),
                                *extra], capture_output=True, text=True, timeout=300, cwd=REPO)
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr[-2000:]
