@@ -7,7 +7,8 @@
     front.pick("latency_ms@cpu<=3").arch
 
 The searchers never import the supernet: an objective is any callable `Arch -> dict[str, float]`,
-or a registered provider name (`flops`, `analytic`, or ones added by `register_objective_provider`).
+or a registered provider name (`flops`, `analytic`, `predictors`: trained predictors passed in as
+options, or ones added by `register_objective_provider`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hwnas.searchers._optuna import (
     search,
     study_spec,
 )
+from hwnas.searchers._predictors_objective import PredictorObjective, predictor_objective
 from hwnas.searchers._storage import open_storage
 from hwnas.searchers.pareto import (
     ParetoFront,
@@ -50,6 +52,7 @@ __all__ = [
     "ObjectiveFn",
     "ParetoFront",
     "Pick",
+    "PredictorObjective",
     "SAMPLERS",
     "StudySpec",
     "analytic_cost",
@@ -66,6 +69,7 @@ __all__ = [
     "pareto_ranks",
     "parse_budgets",
     "parse_objectives",
+    "predictor_objective",
     "register_objective_provider",
     "search",
     "study_spec",

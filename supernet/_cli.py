@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hwnas._cli_choices import ChoicesOf
+
 __all__ = ["register"]
 
 _DESCRIPTION = """\
@@ -36,7 +38,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", default=None, help="training YAML (default: the packaged configs/fmnist.yaml)")
     p.add_argument("--schedule", default=None, help="named schedule from the config's `schedules:` (e.g. demo, default, tiny)")
-    p.add_argument("--policy", choices=["sandwich", "progressive", "deps"], default=None, help="training policy (overrides the config)")
+    p.add_argument("--policy", choices=ChoicesOf("hwnas.supernet.train", "POLICIES"), metavar="POLICY", default=None, help="training policy, one of %(choices)s (overrides the config)")
     p.add_argument("--out", required=True, help="output directory of the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch checkpoint")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files (else HWNAS_DATA_DIR, then the Debian package)")
