@@ -21,9 +21,9 @@ DATASET_CHOICES = ChoicesOf("hwnas.data", "DATASETS")
 
 RUN_EPILOG = """\
 examples:
-  hwnas run --config configs/fmnist-cpu.yaml                   the full main job (~1 h on 2 cores)
-  hwnas run --config configs/tiny-cpu.yaml --out-root /tmp/runs    a few-minute smoke run
-  hwnas run --config configs/fmnist-cpu.yaml --force search    re-run the search and what follows it
+  hwnas run --config configs/fmnist-cpu.yaml                        # the full main job
+  hwnas run --config configs/tiny-cpu.yaml --out-root /tmp/runs     # a smoke run on a Fashion-MNIST subset
+  hwnas run --config configs/fmnist-cpu.yaml --force search         # re-run the search and what follows
 """
 
 EXPORT_EPILOG = """\

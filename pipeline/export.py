@@ -165,7 +165,7 @@ def stage_export(ctx: RunContext) -> dict[str, Any]:
         res.update({"budget_ms": b, "label": f"B{i + 1}", "title": label, "trial": pick.trial})
         out.append(res)
         say(f"    {label}: {pick.arch}  test acc {100 * res['measured']['accuracy']:.2f}%, "
-             f"measured {res['measured'][key]:.3f} ms (predicted {pick.metrics[key]:.3f})")
+            f"measured {res['measured'][key]:.3f} ms (predicted {pick.metrics[key]:.3f})")
     plot_pareto(front, cfg, run_dir / "pareto.png", exported=out, study_front=study_front(ctx.summaries["search"]))
     return {"budgets_ms": budgets, "exported": out}
 
