@@ -26,7 +26,7 @@ _COMPONENTS = (
     "estimators/_cli.py",
     "kernels/_cli.py",
     "searchers/_cli.py",
-    "_pipeline_cli.py",
+    "pipeline/cli.py",
 )
 
 
@@ -42,13 +42,20 @@ def _load_cli(rel: str):
     return mod
 
 EPILOG = """\
-workflow:
-  hwnas train    --config configs/fmnist.yaml          train the once-for-all supernet
-  hwnas profile  --space fmnist-mbv3 --device cpu      build a latency lookup table on this machine
-  hwnas search   --config configs/fmnist-cpu.yaml      multi-objective search under budgets
-  hwnas pareto   --study NAME --storage URL            query the Pareto front
-  hwnas export   --study NAME --pick "latency_ms@cpu<=3" --out DIR
-  hwnas run      --config configs/fmnist-cpu.yaml      all of the above, end to end
+the main job (train, profile, search, re-measure, export, report; resumable), from the repository root:
+  hwnas run --config configs/fmnist-cpu.yaml
+then query its study and export more front members:
+  hwnas pareto --storage sqlite:///results/runs/fashion-mnist-cpu/study.db --top 5
+  hwnas export --storage sqlite:///results/runs/fashion-mnist-cpu/study.db --pick "latency_ms@cpu<=3" \\
+      --out results/runs/fashion-mnist-cpu/my-subnet
+the steps one by one:
+  hwnas train   --config configs/fmnist.yaml --schedule demo --out results/runs/supernet
+  hwnas profile --space fmnist-mbv3 --device cpu --out results/runs/profiles/fmnist-cpu
+  hwnas search  --space fmnist-mbv3 --objective flops --objective params:max --trials 200 \\
+      --storage sqlite:///results/runs/search.db --study demo
+  hwnas pareto  --storage sqlite:///results/runs/search.db --study demo --top 5
+  hwnas export  --storage sqlite:///results/runs/search.db --study demo --supernet results/runs/supernet \\
+      --pick "params<=6e5" --out results/runs/demo-subnet
 """
 
 

@@ -97,9 +97,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from hwnas._pipeline import _front, load_run_config
     from hwnas.data import make_loaders
     from hwnas.estimators import Device, measure
+    from hwnas.pipeline import final_front, load_run_config
     from hwnas.supernet import build_static, load_config, load_supernet
     from hwnas.supernet.bn import evaluate, recalibrate_bn
 
@@ -127,8 +127,7 @@ def main() -> None:
         print(f"manual MBv2-{w}: acc {100 * acc:.2f}%  {lat:.3f} ms  {params} params  ({secs:.0f} s training)", flush=True)
 
     # NAS: the best front member under each manual net's latency, measured the same way.
-    ctx = {"cfg": cfg, "run_dir": args.run, "summaries": {"search": json.loads((args.run / "stages/search.json").read_text())["summary"]}}
-    front = _front(ctx)
+    front = final_front(cfg, args.run)
     net = load_supernet(args.run / "supernet").eval()
     calib = loaders.calib_images(cfg.calib_images)
     key = f"latency_ms@{dev.name}"

@@ -53,15 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     from hwnas.searchers import ParetoFront, make_objective, parse_objectives, search
     from hwnas.searchers.pareto import hypervolume, nondominated_mask
     if args.run:
-        from types import SimpleNamespace
-
         from hwnas._io import read_json
-        from hwnas._pipeline import _objective
+        from hwnas.pipeline import search_objective
 
         run_dir = Path(args.run)
         cfg = read_json(run_dir / "config.json")
         space = Space.preset(cfg["space"])
-        fn = _objective({"space": space, "run_dir": run_dir, "cfg": SimpleNamespace(devices=cfg["devices"])})
+        fn = search_objective(space, run_dir, cfg["devices"])
         args.provider = f"predictors of {run_dir}"
     else:
         space = Space.preset(args.space)

@@ -7,7 +7,8 @@
     front.pick("latency_ms@cpu<=3").arch
 
 The searchers never import the supernet: an objective is any callable `Arch -> dict[str, float]`,
-or a registered provider name (`macs`, `flops`, `analytic`, or ones added by `register_objective_provider`).
+or a registered provider name (`macs`, `flops`, `analytic`, `predictors`: trained predictors passed in
+as options, or ones added by `register_objective_provider`).
 Cost units: `macs` are multiply-accumulates, `flops` = 2 x `macs` exactly (docs/search.md).
 
 The room for choosing archs. May import `search_space` (the `Space`, its choice map, the block-kind
@@ -37,6 +38,7 @@ from hwnas.searchers._optuna import (
     search,
     study_spec,
 )
+from hwnas.searchers._predictors_objective import PredictorObjective, predictor_objective
 from hwnas.searchers._storage import open_storage
 from hwnas.searchers.pareto import (
     ParetoFront,
@@ -54,6 +56,7 @@ __all__ = [
     "ObjectiveFn",
     "ParetoFront",
     "Pick",
+    "PredictorObjective",
     "SAMPLERS",
     "StudySpec",
     "arch_cost",
@@ -70,6 +73,7 @@ __all__ = [
     "pareto_ranks",
     "parse_budgets",
     "parse_objectives",
+    "predictor_objective",
     "register_objective_provider",
     "search",
     "study_spec",

@@ -7,6 +7,10 @@ import shlex
 import sys
 from typing import Any
 
+from hwnas._cli_choices import ChoicesOf
+
+SAMPLER_CHOICES = ChoicesOf("hwnas.searchers", "SAMPLERS")
+
 SEARCH_EPILOG = """\
 objectives: accuracy (max), latency_ms@DEV, peak_mem_mb@DEV, energy_mj@DEV, flops, params (min);
   add :max / :min to override a direction (e.g. params:max as a capacity stand-in for accuracy).
@@ -37,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "'analytic': test function f1/f2; see --list-providers)")
     p.add_argument("--list-providers", action="store_true", help="list objective providers and exit")
     p.add_argument("--trials", type=int, default=200, metavar="N", help="total COMPLETE trials the study should hold (default 200)")
-    p.add_argument("--sampler", default="nsga2", choices=["nsga2", "tpe", "random", "gp", "nsga3"], help="default nsga2")
+    p.add_argument("--sampler", default="nsga2", choices=SAMPLER_CHOICES, metavar="SAMPLER",
+                   help="Optuna sampler, one of %(choices)s (default nsga2)")
     p.add_argument("--population-size", type=int, default=None, metavar="N", help="NSGA-II/III population (default 50)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default: in memory, lost at exit)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hwnas._cli_choices import ChoicesOf
+
 __all__ = ["register"]
 
 _DESCRIPTION = """\
@@ -43,7 +45,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", default=None, help="training YAML (default: the packaged configs/fmnist.yaml)")
     p.add_argument("--schedule", default=None, help="named schedule from the config's `schedules:` (e.g. demo, default, tiny)")
-    p.add_argument("--policy", choices=["sandwich", "progressive", "deps"], default=None, help="training policy (overrides the config)")
+    p.add_argument("--policy", choices=ChoicesOf("hwnas.supernet.train", "POLICIES"), metavar="POLICY", default=None, help="training policy, one of %(choices)s (overrides the config)")
+    p.add_argument("--single-arch", default=None, metavar="ARCH",
+                   help="with --policy single: the one arch to train alone (the from-scratch baseline, same recipe)")
     p.add_argument("--bundle", default=None, metavar="DIR",
                    help="after training, write a shipped bundle (weights, manifest with hashes, accuracy pairs and predictor) to DIR")
     p.add_argument("--bundle-pairs", type=int, default=500, metavar="N",
@@ -74,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = {
         "policy": args.policy,
+        "single_arch": args.single_arch,
         "data_dir": args.data_dir,
         "subset": args.subset,
         "epochs": args.epochs,

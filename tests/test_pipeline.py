@@ -107,7 +107,7 @@ def test_auto_latency_budgets_pick_distinct_meaningfully_different_members():
     """Members whose predicted latencies are within 5% are one choice (the most accurate of them);
     infeasible members are never chosen; with enough distinct groups the budgets sit at the 20/50/90%
     positions of the group order, and each budget picks its group's representative."""
-    from hwnas._pipeline import auto_latency_budgets
+    from hwnas.pipeline import auto_latency_budgets
     from hwnas.searchers import ParetoFront
 
     lat = [2.2269, 2.2489, 2.2494, 4.1027, 6.05, 3.0]

@@ -1,9 +1,37 @@
-"""`hwnas run` (the main job) and `hwnas export` (a front member as a checkpoint)."""
+"""`hwnas run` (the main job) and `hwnas export` (a front member as a checkpoint).
+
+Loaded by file path from `hwnas.cli` (the package `__init__` does not run): no heavy import here
+outside the handlers. Choice lists are the code's constants (`hwnas._cli_choices.ChoicesOf`).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
+
+from hwnas._cli_choices import ChoicesOf
+
+__all__ = ["register", "RUN_EPILOG", "EXPORT_EPILOG"]
+
+STAGE_CHOICES = ChoicesOf("hwnas.pipeline._stages", "STAGES")
+POLICY_CHOICES = ChoicesOf("hwnas.supernet.train", "POLICIES")
+SAMPLER_CHOICES = ChoicesOf("hwnas.searchers", "SAMPLERS")
+DATASET_CHOICES = ChoicesOf("hwnas.data", "DATASETS")
+
+RUN_EPILOG = """\
+examples:
+  hwnas run --config configs/fmnist-cpu.yaml                        # the full main job
+  hwnas run --config configs/tiny-cpu.yaml --out-root /tmp/runs     # a smoke run on a Fashion-MNIST subset
+  hwnas run --config configs/fmnist-cpu.yaml --force search         # re-run the search and what follows
+"""
+
+EXPORT_EPILOG = """\
+examples (after `hwnas run --config configs/fmnist-cpu.yaml`; its study.db holds one study):
+  hwnas export --storage sqlite:///results/runs/fashion-mnist-cpu/study.db --pick "latency_ms@cpu<=3" \\
+      --out results/runs/fashion-mnist-cpu/my-subnet
+  hwnas export --storage sqlite:///results/runs/fashion-mnist-cpu/study.db --out results/runs/knee --formats safetensors
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,22 +42,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Pareto front under budgets, export the best subnet under three latency budgets with measured metrics, and "
         "write results/runs/<name>/report.md. Each stage is skipped when its outputs match the config, so a re-run "
         "after a crash resumes.",
+        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", default="configs/fmnist-cpu.yaml", help="run YAML (default: configs/fmnist-cpu.yaml)")
     p.add_argument("--name", help="run name: the directory under results/runs/ (default from the config)")
     p.add_argument("--out-root", help="parent directory of the run (default results/runs)")
-    p.add_argument("--data-dir", help="folder with the Fashion-MNIST *.gz files (default: Debian package, HWNAS_DATA_DIR, download)")
+    p.add_argument("--data-dir", help="folder with the dataset files (default: the config's data.data_dir; for "
+                   "Fashion-MNIST else HWNAS_DATA_DIR, the Debian package, download)")
     p.add_argument("--subset", type=int, help="train on only N training images (smoke runs)")
     p.add_argument("--schedule", help="training schedule of the train config (e.g. demo, default, tiny)")
-    p.add_argument("--policy", choices=["sandwich", "progressive", "deps"], help="training policy (default from the train config)")
+    p.add_argument("--policy", choices=POLICY_CHOICES, metavar="POLICY",
+                   help="training policy, one of %(choices)s (default from the train config)")
     p.add_argument("--devices", help="comma-separated devices to profile (e.g. cpu,ort-cpu); see `hwnas devices`")
     p.add_argument("--trials", type=int, help="search trials")
-    p.add_argument("--sampler", choices=["nsga2", "tpe", "random", "gp"], help="Optuna sampler")
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="SAMPLER", help="Optuna sampler, one of %(choices)s")
     p.add_argument("--budget", action="append", dest="budgets", metavar="EXPR",
                    help="hard budget, e.g. 'peak_mem_mb@cpu<=3' (repeatable; replaces the config's)")
-    p.add_argument("--force", action="append", default=[], metavar="STAGE",
-                   help="re-run this stage even if it is up to date (repeatable): train, profile, accuracy, search, pareto, export, report")
-    p.add_argument("--stop-after", metavar="STAGE", help="stop after this stage")
+    p.add_argument("--force", action="append", default=[], choices=STAGE_CHOICES, metavar="STAGE",
+                   help="re-run this stage even if it is up to date, and every stage after it (repeatable): %(choices)s")
+    p.add_argument("--stop-after", choices=STAGE_CHOICES, metavar="STAGE", help="stop after this stage")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 
@@ -38,9 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="export a Pareto-front member as a checkpoint with predicted and measured metrics",
         description="Pick a member of a study's Pareto front by a budget (the most accurate one meeting it), extract it "
         "from the trained supernet, recalibrate BN, measure test accuracy and latency on this machine, and write a "
-        "checkpoint directory (weights.safetensors, arch.json, optional model.onnx / model.pt).",
+        "checkpoint directory (weights.safetensors, arch.json, optional model.onnx / model.pt). The dataset (BN "
+        "recalibration, test accuracy) is the run's (the study records its run directory), else the one the "
+        "supernet was trained on, else Fashion-MNIST; --dataset / --data-dir override it.",
+        epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("--study", required=True, help="study name (see report.md or `hwnas pareto`)")
+    e.add_argument("--study", default=None, help="study name (optional when the storage holds one; see report.md or "
+                   "`hwnas pareto`)")
     e.add_argument("--storage", required=True, help="study storage URL, e.g. sqlite:///results/runs/NAME/study.db")
     e.add_argument("--pick", action="append", default=[], metavar="EXPR",
                    help="budget the member must meet, e.g. 'latency_ms@cpu<=3' (repeatable); none: the knee point")
@@ -48,13 +83,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--supernet", help="trained supernet dir/file (default: the one recorded in the study)")
     e.add_argument("--devices", default="cpu", help="devices to measure latency on (default cpu)")
     e.add_argument("--formats", default="safetensors,onnx", help="safetensors,onnx,torchscript (default safetensors,onnx)")
-    e.add_argument("--data-dir", help="Fashion-MNIST folder (for BN recalibration and test accuracy)")
+    e.add_argument("--dataset", choices=DATASET_CHOICES, metavar="DATASET",
+                   help="dataset for BN recalibration and test accuracy, one of %(choices)s (default: the run's, else "
+                   "the supernet's training dataset, else fashion-mnist)")
+    e.add_argument("--data-dir", help="folder with the dataset files (default: the run's or the supernet's, when "
+                   "the dataset is theirs)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     e.set_defaults(func=_export)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hwnas._pipeline import load_run_config, run
+    from hwnas.pipeline import load_run_config, run
 
     cfg = load_run_config(
         args.config, name=args.name, out_root=args.out_root, data_dir=args.data_dir, subset=args.subset,
@@ -71,12 +110,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def recorded_data(run_dir: str | None, supernet_path: str | Path) -> tuple[str, str | None]:
+    """(dataset, data_dir) a front member is exported with when no flag says: the run's config
+    (`<run>/config.json`), else the supernet's training config (`supernet.json`), else Fashion-MNIST."""
+    import json
+
+    from hwnas._io import read_json
+
+    def read(p: Path, *keys: str) -> dict[str, Any] | None:
+        try:
+            d: Any = read_json(p)
+        except (OSError, json.JSONDecodeError):
+            return None
+        for k in keys:
+            d = d.get(k) if isinstance(d, dict) else None
+        return d if isinstance(d, dict) and d.get("dataset") else None
+
+    sp = Path(supernet_path)
+    for rec in (read(Path(run_dir) / "config.json") if run_dir else None,
+                read((sp if sp.is_dir() else sp.parent) / "supernet.json", "config")):
+        if rec is not None:
+            return str(rec["dataset"]), rec.get("data_dir") or None
+    return "fashion-mnist", None
+
+
 def _export(args: argparse.Namespace) -> int:
     import json
 
-    from hwnas._pipeline import export_pick
     from hwnas.data import make_loaders
     from hwnas.errors import CheckpointError, ConfigError
+    from hwnas.pipeline import export_pick
     from hwnas.search_space import Space
     from hwnas.searchers import ParetoFront, load_study
     from hwnas.supernet import load_supernet
@@ -92,10 +155,13 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError("the study records no supernet: pass --supernet PATH (a `hwnas train` output)")
     net = load_supernet(supernet_path).eval()
     space: Space = net.space
-    loaders = make_loaders("fashion-mnist", args.data_dir, space=space)
+    dataset, data_dir = recorded_data(study.user_attrs.get("run_dir"), supernet_path)
+    if args.dataset is not None and args.dataset != dataset:
+        dataset, data_dir = args.dataset, None  # the recorded folder holds the recorded dataset
+    loaders = make_loaders(dataset, args.data_dir or data_dir, space=space)
     res = export_pick(supernet=net, space=space, arch=pick.arch, out_dir=out,
                       devices=[d.strip() for d in args.devices.split(",") if d.strip()], loaders=loaders,
                       predicted=pick.metrics, formats=args.formats.split(","), overwrite=args.overwrite,
-                      extra={"study": args.study, "trial": pick.trial, "pick": args.pick})
+                      extra={"study": study.study_name, "trial": pick.trial, "pick": args.pick})
     print(json.dumps(res, indent=2))
     return 0

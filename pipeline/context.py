@@ -1,0 +1,44 @@
+"""`RunContext`: what the stages of one invocation share (the config, the space, the run directory,
+the stages' summaries) and the expensive things they load once (data loaders, trained supernet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.pipeline.config import RunConfig
+
+__all__ = ["RunContext"]
+
+
+@dataclass
+class RunContext:
+    """One invocation of the main job. Mutable on purpose: `summaries` fills in stage by stage
+    (a skipped stage contributes its stamp's summary) and the loaders and the supernet are loaded
+    on first use, at most once, by the stages that need them."""
+
+    cfg: RunConfig
+    space: Any  # hwnas.search_space.Space (not imported here: the config side stays light)
+    run_dir: Path
+    progress: bool = True
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _loaders: Any = field(default=None, init=False, repr=False)
+    _supernet: Any = field(default=None, init=False, repr=False)
+
+    def loaders(self) -> Any:
+        """The run's dataset split (train / search-val / test), loaded once."""
+        if self._loaders is None:
+            from hwnas.data import make_loaders
+
+            cfg = self.cfg
+            self._loaders = make_loaders(cfg.dataset, cfg.data_dir, space=self.space, seed=cfg.seed, subset=cfg.subset)
+        return self._loaders
+
+    def supernet(self) -> Any:
+        """The trained supernet of the train stage (`<run>/supernet`), in eval mode, loaded once."""
+        if self._supernet is None:
+            from hwnas.supernet import load_supernet
+
+            self._supernet = load_supernet(self.run_dir / "supernet").eval()
+        return self._supernet
