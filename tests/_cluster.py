@@ -128,17 +128,12 @@ class PostgresServer:
 
     def new_database(self, prefix: str = "t") -> str:
         """A fresh empty database; returns its SQLAlchemy URL (each test gets its own)."""
-        import psycopg2
+        import psycopg
 
         self.dbs += 1
         name = f"{prefix}_{self.dbs}"
-        con = psycopg2.connect(host="127.0.0.1", port=self.port, user=PG_USER, password=PG_PASSWORD, dbname="postgres")
-        try:
-            con.autocommit = True
-            with con.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            con.close()
+        with psycopg.connect(self.url(), autocommit=True) as con:
+            con.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def stop(self) -> None:
@@ -151,9 +146,9 @@ class PostgresServer:
 def postgres_or_skip() -> PostgresServer:
     """Start a server, or skip with the reason when PostgreSQL truly is not available here."""
     try:
-        import psycopg2  # noqa: F401
+        import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("the psycopg2 driver is not installed (a declared dependency: reinstall hwnas)")
+        pytest.skip("the psycopg driver is not installed (a declared dependency: reinstall hwnas)")
     if pg_bindir() is None:
         pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it with apt-get) and could not be found")
     try:
@@ -175,16 +170,15 @@ def copy_sqlite_study_to_postgres(sqlite_path: Path, pg_url: str) -> None:
     import sqlite3
 
     import optuna
-    import psycopg2
+    import psycopg
 
     optuna.storages.RDBStorage(pg_url)  # schema + alembic version, no study
     tables = ["studies", "study_directions", "study_user_attributes", "study_system_attributes",
               "trials", "trial_values", "trial_user_attributes", "trial_system_attributes", "trial_params",
               "trial_intermediate_values", "trial_heartbeats"]
     src = sqlite3.connect(sqlite_path)
-    dst = psycopg2.connect(pg_url)
     try:
-        with dst, dst.cursor() as cur:
+        with psycopg.connect(pg_url) as dst, dst.cursor() as cur:  # one transaction, committed on exit
             for table in tables:
                 cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
                 if not cols:
@@ -193,16 +187,14 @@ def copy_sqlite_study_to_postgres(sqlite_path: Path, pg_url: str) -> None:
                 w = csv.writer(buf)
                 for row in src.execute(f"SELECT {', '.join(cols)} FROM {table}"):
                     w.writerow(["\\N" if v is None else v for v in row])
-                buf.seek(0)
-                cur.copy_expert(f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
+                with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as cp:
+                    cp.write(buf.getvalue())
                 # Optuna's first column is each table's serial id: move its sequence past the copied ids.
-                cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (table, cols[0]))
-                seq = cur.fetchone()[0]
+                seq = cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (table, cols[0])).fetchone()[0]
                 if seq:
                     cur.execute(f"SELECT setval(%s, (SELECT COALESCE(MAX({cols[0]}), 1) FROM {table}))", (seq,))
     finally:
         src.close()
-        dst.close()
 
 
 # ---- Ray ------------------------------------------------------------------------------------------
@@ -235,7 +227,9 @@ class RayNode:
         ray = ray_bin_or_skip()
         common = ["--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus),
                   "--num-gpus", "0", "--min-worker-port", str(worker_ports[0]),
-                  "--max-worker-port", str(worker_ports[1])]
+                  "--max-worker-port", str(worker_ports[1]),
+                  # two nodes on one machine: each its own agent port (the default 52365 is one per machine)
+                  "--dashboard-agent-listen-port", str(free_port())]
         if resources:
             common += ["--resources", resources]
         self.dashboard_port = free_port()

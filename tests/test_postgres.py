@@ -63,7 +63,7 @@ def test_search_create_resume_and_pareto_on_postgres(postgres) -> None:
     assert doc["n_trials"] == 20
     front = ParetoFront.load("pg", url)
     assert sorted(row["trial"] for row in doc["front"]) == sorted(front.trials[front.front_mask()].tolist())
-    # the fast table reader (psycopg2 paramstyle) and Optuna's own trial objects agree
+    # the fast table reader (the driver's pyformat paramstyle) and Optuna's own trial objects agree
     study = load_study("pg", url)
     generic = ParetoFront.from_study(study)
     assert sorted(front.trials.tolist()) == sorted(generic.trials.tolist()) == sorted(done)
