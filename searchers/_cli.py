@@ -94,6 +94,7 @@ def _parse_resources(s: str) -> dict[str, float]:
 
 def _search(args: argparse.Namespace) -> int:
     from hwnas.searchers import ParetoFront, objective_providers, search
+    from hwnas.searchers._storage import redact_url  # a password in a database URL is not printed
 
     if args.list_providers:
         for name, (metrics, help_) in objective_providers().items():
@@ -104,8 +105,9 @@ def _search(args: argparse.Namespace) -> int:
     if runner == "ray" and args.storage:
         # If the Ray head goes away, Ray ends this process itself (no exception reaches us to print
         # the resume command then), so say it up front.
-        cmd = ["hwnas", *(a for a in sys.argv[1:] if a != "--resume"), "--resume"]
-        print(f"trials are stored in {args.storage}; if the Ray cluster goes away, resume with:\n  {shlex.join(cmd)}",
+        cmd = [redact_url(a) for a in ["hwnas", *(a for a in sys.argv[1:] if a != "--resume"), "--resume"]]
+        print(f"trials are stored in {redact_url(args.storage)}; if the Ray cluster goes away, resume with:\n  "
+              f"{shlex.join(cmd)}",
               file=sys.stderr, flush=True)
     try:
         study = search(
@@ -118,7 +120,7 @@ def _search(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         if args.storage:
-            cmd = ["hwnas", *(a for a in sys.argv[1:] if a != "--resume"), "--resume"]
+            cmd = [redact_url(a) for a in ["hwnas", *(a for a in sys.argv[1:] if a != "--resume"), "--resume"]]
             print(f"interrupted; completed trials are stored. Resume with:\n  {shlex.join(cmd)}", file=sys.stderr)
         raise
     front = ParetoFront.from_study(study)

@@ -28,7 +28,7 @@ from hwnas.searchers._objectives import (
     make_objective,
     parse_objectives,
 )
-from hwnas.searchers._storage import open_storage, storage_kind
+from hwnas.searchers._storage import open_storage, redact_url, storage_kind
 
 __all__ = ["SAMPLERS", "make_sampler", "search", "evaluate_trial", "load_study", "study_spec", "StudySpec"]
 
@@ -391,7 +391,7 @@ def search(
         samp = make_sampler(sampler, seed=seed, n_objectives=len(objs), population_size=population_size)
     if name in existing:
         if not resume:
-            raise ConfigError(f"study {name!r} already exists in {storage}; pass --resume to continue it or pick another --study")
+            raise ConfigError(f"study {name!r} already exists in {redact_url(storage)}; pass --resume to continue it or pick another --study")
         study = optuna.load_study(study_name=name, storage=st, sampler=samp)
         spec = study_spec(study)
         if [o.spec() for o in spec.objectives] != [o.spec() for o in objs] or spec.space != space:

@@ -128,7 +128,9 @@ def _init_ray(address: str | None, workers: int) -> bool:
     if address:
         if address != "auto" and ":" not in address and not address.startswith("ray://"):
             raise ConfigError(f"--ray-address {address!r}: expected 'auto', HOST:PORT or ray://HOST:PORT")
-        if address.split(":")[0] in ("127.0.0.1", "localhost"):
+        # 'auto' inside a Ray job (`ray job submit`) means the job's RAY_ADDRESS: loopback there too.
+        target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+        if target.split(":")[0] in ("127.0.0.1", "localhost"):
             # The driver must look for its raylet on loopback too, not on the machine's LAN address.
             kw["_node_ip_address"] = "127.0.0.1"
         stale = os.environ.pop("RAY_ADDRESS", None) if address != "auto" else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def open_storage(url: str | None) -> Any:
             storage = _rdb(url, engine_kwargs={"connect_args": {"timeout": 60}})
             _tune_sqlite(storage.engine)
             return storage
-        return _rdb(url)
+        return _rdb(url, **_server_engine_kwargs(url))
     path = Path(url[len("journal:"):] if url.startswith("journal:") else url).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -81,13 +82,36 @@ def _rdb(url: str, **kw: Any) -> Any:
             if attempt < _SCHEMA_RACE_RETRIES and _schema_race(e):
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise ConfigError(f"cannot open storage {url!r}: {msg}; use sqlite:///PATH, postgresql://USER@HOST/DB "
+            msg = _first_line(e)
+            raise ConfigError(f"cannot open storage {redact_url(url)!r}: {msg}; use sqlite:///PATH, postgresql://USER@HOST/DB "
                               "(driver installed, server reachable), or a journal file") from None
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 _SCHEMA_RACE_RETRIES = 5
+# A database server that does not answer (a host that drops packets) fails the connection after this
+# many seconds instead of the driver's default (none for libpq: it waits for the OS, minutes).
+CONNECT_TIMEOUT_S = 10
+
+
+def _server_engine_kwargs(url: str) -> dict[str, Any]:
+    """Engine arguments for a database server URL: a connect timeout (unless the URL sets one), and
+    connections checked before use so a server restart between trials costs a reconnect, not a trial."""
+    connect_args = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {"engine_kwargs": {"connect_args": connect_args, "pool_pre_ping": True}}
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ***, for messages and logs."""
+    return re.sub(r"^([a-z0-9+]+://[^:/@]*:)[^@/]*@", r"\1***@", url, flags=re.IGNORECASE)
+
+
+def _first_line(e: Exception) -> str:
+    """The first line of a driver's error (libpq's reason: refused, authentication failed, no database)."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    return re.sub(r"\s+", " ", text.splitlines()[0].replace("FATAL:", "")).strip()
 
 
 def _schema_race(e: Exception) -> bool:

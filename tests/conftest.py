@@ -29,3 +29,16 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared datasets folder not found at {SHARED} (set HWNAS_SHARED)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server on 127.0.0.1 for the whole session (tests/_cluster.py), stopped at the
+    end even when tests fail; `postgres.new_database()` gives each test its own empty database."""
+    from tests._cluster import postgres_or_skip
+
+    server = postgres_or_skip()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -146,12 +146,13 @@ def test_kill_profile_mid_table_then_resume(tmp_path: Path) -> None:
 
 # ---- (c) a search on persistent storage ---------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_kill_search_then_resume(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "journal", pytest.param("postgresql", marks=pytest.mark.cluster)])
+def test_kill_search_then_resume(tmp_path: Path, kind: str, request) -> None:
     import optuna
     from hwnas.searchers import load_study
 
-    storage = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "s.log")
+    storage = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "s.log") if kind == "journal" \
+        else request.getfixturevalue("postgres").new_database()  # a real server (tests/_cluster.py)
     n = 80
     cmd = [PY, "-m", "hwnas", "search", "--space", "fmnist-mbv3", "--provider", "flops", "--sampler", "random",
            "--trials", str(n), "--storage", storage, "--study", "crash", "--no-progress"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,21 +43,38 @@ def _torchrun() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
 
 
-def test_two_rank_gloo_equals_single_process(tmp_path):
-    common = dict(policy="sandwich", lr=0.02, epochs=1, subset=512, batch_size=64, steps_per_epoch=8, threads=1,
-                  report_random=0, calib_images=64, num_random=1)
-    ddp_cfg = tiny_config(tmp_path, **common)
-    ref_cfg = tiny_config(tmp_path, accum_steps=2, **common)
+COMMON = dict(policy="sandwich", lr=0.02, epochs=1, subset=512, batch_size=64, steps_per_epoch=8, threads=1,
+              report_random=0, calib_images=64, num_random=1)
+
+
+def _env() -> dict[str, str]:
+    # gloo on loopback: the launchers stand in for machines, and must not pick another interface
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+
+
+@pytest.fixture(scope="module")
+def standalone_run(tmp_path_factory):
+    """The single-node 2-rank run (`torchrun --standalone --nproc_per_node=2`), shared by the tests."""
+    tmp_path = tmp_path_factory.mktemp("ddp")
+    ddp_cfg = tiny_config(tmp_path, **COMMON)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     (tmp_path / "ddp.json").write_text(json.dumps(ddp_cfg.to_dict()))
-    (tmp_path / "ref.json").write_text(json.dumps(ref_cfg.to_dict()))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    out_ddp, out_ref = tmp_path / "ddp", tmp_path / "ref"
+    out_ddp = tmp_path / "ddp"
     # --standalone: a local rendezvous on a free port of this machine
     cmd = [*_torchrun(), "--standalone", "--nproc_per_node=2", str(driver), str(tmp_path / "ddp.json"), str(out_ddp)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return tmp_path, ddp_cfg, out_ddp
+
+
+def test_two_rank_gloo_equals_single_process(standalone_run):
+    tmp_path, ddp_cfg, out_ddp = standalone_run
+    ref_cfg = tiny_config(tmp_path, accum_steps=2, **COMMON)
+    driver = tmp_path / "driver.py"
+    (tmp_path / "ref.json").write_text(json.dumps(ref_cfg.to_dict()))
+    env = _env()
+    out_ref = tmp_path / "ref"
     r = subprocess.run([sys.executable, str(driver), str(tmp_path / "ref.json"), str(out_ref)], env=env,
                        capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -79,4 +95,51 @@ def test_two_rank_gloo_equals_single_process(tmp_path):
     assert moved > len(params) // 3
     rep = json.loads((out_ddp / "report.json").read_text())
     assert rep["world_size"] == 2 and rep["steps"] == 8
-    shutil.rmtree(out_ddp, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.cluster
+def test_two_node_rendezvous_equals_single_node_two_ranks(standalone_run):
+    """Two torchrun launchers (`--nnodes 2 --node-rank 0|1`, c10d rendezvous on 127.0.0.1) stand in
+    for two machines with one process each: the same 2-rank job as `--standalone --nproc_per_node=2`,
+    so the weights must match it. Tolerance atol 1e-6, rtol 1e-5: the same gloo all-reduce of the
+    same two gradients, so only a different reduction order could move a bit (measured: equal)."""
+    tmp_path, _, out_single = standalone_run
+    driver, cfg = tmp_path / "driver.py", tmp_path / "ddp.json"
+    out = tmp_path / "two-nodes"
+    port = _free_port()
+    procs = []
+    try:
+        for node_rank in (0, 1):
+            procs.append(subprocess.Popen(
+                [*_torchrun(), "--nnodes", "2", "--node-rank", str(node_rank), "--nproc-per-node", "1",
+                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "hwnas-test",
+                 "--local-addr", "127.0.0.1", str(driver), str(cfg), str(out)],
+                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                start_new_session=True))
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, 9)
+                p.wait()
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, o[-3000:] + e[-3000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["world_size"] == 2 and rep["steps"] == 8
+    for rank in (0, 1):
+        got = torch.load(out / f"rank{rank}.pt", weights_only=True)
+        want = torch.load(out_single / f"rank{rank}.pt", weights_only=True)
+        assert got.keys() == want.keys()
+        for k in want:
+            if "num_batches" in k:
+                assert torch.equal(got[k], want[k])
+                continue
+            torch.testing.assert_close(got[k], want[k], atol=1e-6, rtol=1e-5, msg=lambda m, k=k: f"{k}: {m}")

@@ -164,9 +164,10 @@ _KILL_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, kind):
-    url = f"sqlite:///{tmp_path}/k.db" if kind == "sqlite" else str(tmp_path / "k.log")
+@pytest.mark.parametrize("kind", ["sqlite", "journal", pytest.param("postgresql", marks=pytest.mark.cluster)])
+def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, kind, request):
+    url = f"sqlite:///{tmp_path}/k.db" if kind == "sqlite" else str(tmp_path / "k.log") if kind == "journal" else \
+        request.getfixturevalue("postgres").new_database()  # a real server (tests/_cluster.py)
     script = tmp_path / "run.py"
     script.write_text(_KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
     # enough trials that the search cannot finish between two polls (one poll cycle is ~1-2 s, a
