@@ -50,21 +50,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 SCRATCH = {"policy": "single", "zero_init_residual_bn": True, "min_lr_ratio": 0.0}
 
 
-def fixed_subnets(space: Any, n_pool: int = 4000, seed: int = 2026) -> dict[str, Any]:
-    """min, max and 3 archs whose MACs sit at 25/50/75% of the way from min to max (nearest of a
-    seeded sample of the space): the same 5 subnets for every run of a space."""
-    from hwnas.estimators import arch_macs
+def fixed_subnets(space: Any) -> dict[str, Any]:
+    """min, max and the 3 archs at 25/50/75% of the MAC range: the bundles' 5 fixed subnets."""
+    from hwnas.estimators.bundle import fixed_subnets as bundle_fixed
 
-    lo, hi = space.min_arch(), space.max_arch()
-    m_lo, m_hi = arch_macs(space, lo), arch_macs(space, hi)
-    pool = space.sample_many(n_pool, seed, unique=True)
-    macs = [arch_macs(space, a) for a in pool]
-    out = {"min": lo}
-    for q in (25, 50, 75):
-        target = m_lo + q / 100 * (m_hi - m_lo)
-        out[f"macs{q}"] = pool[min(range(len(pool)), key=lambda i: abs(macs[i] - target))]
-    out["max"] = hi
-    return out
+    return bundle_fixed(space)
 
 
 def random_subnets(space: Any, n: int = 20, seed: int = 777) -> dict[str, Any]:
