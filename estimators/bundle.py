@@ -215,15 +215,8 @@ def load_bundle(name_or_path: str | Path, *, space: Space | str | None = None) -
     bundle of another space than `space` (or than its name) is refused with CheckpointError."""
     from hwnas.supernet.checkpoint import BUNDLE_FORMAT, read_supernet_meta
 
-    d, meta = read_supernet_meta(name_or_path, verify=True)
+    d, meta = read_supernet_meta(name_or_path, verify=True, space=space)
     if meta.get("format") != BUNDLE_FORMAT:
         raise CheckpointError(f"{d} is a supernet checkpoint, not a bundle (no pairs or predictor); make one with "
                               f"`hwnas train --config ... --out {d} --bundle DIR`")
-    held = meta["space"].get("name")
-    if not Path(name_or_path).exists() and held != str(name_or_path):
-        raise CheckpointError(f"bundle {str(name_or_path)!r} holds space {held!r}: a bundle's folder is named after its space")
-    if space is not None:
-        want = Space.preset(space) if isinstance(space, str) else space
-        if want.to_dict() != meta["space"]:
-            raise CheckpointError(f"bundle {d} holds space {held!r}, not the expected space {want.name!r}")
     return Bundle(d, meta)

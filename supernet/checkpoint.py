@@ -307,8 +307,11 @@ def verify_bundle(d: Path, meta: Mapping[str, Any]) -> None:
                                   "truncated); re-make the bundle with `hwnas train ... --bundle`")
 
 
-def read_supernet_meta(name_or_path: str | os.PathLike, *, verify: bool = True) -> tuple[Path, dict[str, Any]]:
-    """(folder, parsed supernet.json) of a supernet checkpoint or bundle; a bundle's hashes are checked."""
+def read_supernet_meta(name_or_path: str | os.PathLike, *, verify: bool = True, space: Space | str | None = None
+                       ) -> tuple[Path, dict[str, Any]]:
+    """(folder, parsed supernet.json) of a supernet checkpoint or bundle; a bundle's hashes are
+    checked. A bundle named (not a path) must hold the space of its name, and `space` (a Space or
+    preset name), when given, is the space the caller expects: anything else is refused."""
     d = resolve_supernet(name_or_path)
     meta_p = d / "supernet.json"
     if not meta_p.is_file() or not (d / "supernet.safetensors").is_file():
@@ -322,6 +325,15 @@ def read_supernet_meta(name_or_path: str | os.PathLike, *, verify: bool = True) 
         raise CheckpointError(f"{meta_p} is not a supernet description (format {fmt!r})")
     if meta["format"] == BUNDLE_FORMAT and verify:
         verify_bundle(d, meta)
+    held = (meta.get("space") or {}).get("name") if isinstance(meta.get("space"), dict) else None
+    if not Path(name_or_path).exists() and held != str(name_or_path):
+        raise CheckpointError(f"bundle {str(name_or_path)!r} ({d}) holds space {held!r}, not {str(name_or_path)!r}: "
+                              "a bundle's folder is named after its space")
+    if space is not None:
+        want = Space.preset(space) if isinstance(space, str) else space
+        if want.to_dict() != meta.get("space"):
+            raise CheckpointError(f"supernet {str(name_or_path)!r} holds space {held!r}, not the expected space "
+                                  f"{want.name!r} (or one that differs from it); pass the supernet of that space")
     return d, meta
 
 
@@ -336,20 +348,11 @@ def load_supernet(name_or_path: str | os.PathLike, *, space: Space | str | None 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    d, meta = read_supernet_meta(name_or_path, verify=verify)
+    d, meta = read_supernet_meta(name_or_path, verify=verify, space=space)
     try:
         held = Space.from_dict(meta["space"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{d / 'supernet.json'} does not describe a valid space: {e}") from None
-    by_name = not Path(name_or_path).exists()
-    if by_name and held.name != str(name_or_path):
-        raise CheckpointError(f"bundle {str(name_or_path)!r} ({d}) holds space {held.name!r}, not {str(name_or_path)!r}: "
-                              "a bundle's folder is named after its space")
-    if space is not None:
-        want = Space.preset(space) if isinstance(space, str) else space
-        if want.to_dict() != held.to_dict():
-            raise CheckpointError(f"supernet {str(name_or_path)!r} holds space {held.name!r}, which is not the expected "
-                                  f"space {want.name!r} (or differs from it); pass the supernet of that space")
     w_p = d / "supernet.safetensors"
     net = Supernet(held)
     try:

@@ -12,6 +12,10 @@ a DDP run exactly with `accum_steps=N` (the global batch in N micro-batches) —
 `attentive`, whose pick is scored on each rank's slice (all-reduced), not on micro-batches.
 
 Imports: search_space, hwnas.data, this package's config/policies/losses and the supernet modules.
+
+Over 500 lines because the trainer is one idea: the step, the epoch loop and the checkpoint it
+writes share the optimizer, EMA and policy state; the pieces without that state (EMA, metrics log,
+zero-init, distributed set-up) are small module-level helpers here rather than files of their own.
 """
 
 from __future__ import annotations
@@ -305,8 +309,6 @@ class Trainer:
     def fit(self, *, stop_after_epochs: int | None = None) -> TrainResult:
         """Train (or resume) to the end of the schedule, or to `stop_after_epochs` epochs in total
         (as a kill would; used to test resume). Rank 0 writes the files."""
-        from hwnas.data import TensorLoader, make_loaders
-
         cfg = self.cfg
         created_pg = _maybe_init_distributed()
         self.rank, self.world = _dist_info()
@@ -316,11 +318,13 @@ class Trainer:
         threads_before = torch.get_num_threads()
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // self.world))
         try:
-            return self._fit(make_loaders, TensorLoader, stop_after_epochs, created_pg)
+            return self._fit(stop_after_epochs, created_pg)
         finally:
             torch.set_num_threads(threads_before)  # a library call leaves the process as it found it
 
-    def _fit(self, make_loaders: Any, TensorLoader: Any, stop_after_epochs: int | None, created_pg: bool) -> TrainResult:
+    def _fit(self, stop_after_epochs: int | None, created_pg: bool) -> TrainResult:
+        from hwnas.data import TensorLoader, make_loaders
+
         cfg, out = self.cfg, self.out
         ckpt_path = out / "checkpoint.pt"
         is_main = self.rank == 0
