@@ -65,6 +65,9 @@ def _config(overrides: dict[str, Any], steps: int, seed: int) -> Any:
     from hwnas.supernet.train import load_config
 
     base = load_config(REPO / "configs" / "fmnist.yaml", schedule="default")
+    # Each variant states its whole recipe: start from the trainer's plain switches, not from the
+    # BigNAS recipe the `default` schedule now carries.
+    base = base.replace(policy="deps", zero_init_residual_bn=False, regularize_max_only=False, min_lr_ratio=0.0)
     spe = 430  # one pass over the 55k training split holds 430 batches of 128
     epochs = max(1, -(-steps // spe))
     return base.replace(**overrides, epochs=epochs, steps_per_epoch=-(-steps // epochs), seed=seed,
