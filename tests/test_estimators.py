@@ -34,24 +34,15 @@ from hwnas.estimators.latency import spearman
 from hwnas.search_space import Space
 from hwnas.supernet import build_static
 
+from tests._helpers import tiny_space as shared_tiny_space
+
 REPO = Path(__file__).resolve().parents[1]
 FAST = MeasureSettings(warmup=1, repeats=3, net_repeats=3, min_sample_ms=0.2)
 
 
 def tiny_space(**over) -> Space:
-    d = {
-        "name": "tiny", "in_channels": 1, "num_classes": 10, "resolutions": [16],
-        "stem": {"channels": 8, "kernel": 3, "stride": 2, "act": "relu"},
-        "stages": [
-            {"kinds": ["mb"], "depths": [1, 2], "kernels": [3, 5], "expands": [2, 4], "widths": [8], "stride": 1,
-             "se": False, "act": "relu"},
-            {"kinds": ["mb"], "depths": [1, 2], "kernels": [3], "expands": [3], "widths": [16], "stride": 2,
-             "se": True, "act": "hswish"},
-        ],
-        "head": {"expand_channels": 32, "feature_channels": None, "act": "hswish", "dropout": 0.0},
-    }
-    d.update(over)
-    return Space.from_dict(d)
+    """The shared tiny space at one resolution, its second stage one kernel and expand: 6 block configs to profile."""
+    return shared_tiny_space(resolutions=[16], stage2={"kernels": [3], "expands": [3]}, **over)
 
 
 @pytest.fixture(scope="module")
