@@ -55,7 +55,11 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]
     try:
         d = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise error(f"{what} {str(p)!r} is not valid YAML: {e}") from None
+        # PyYAML's own text spans several lines (context, a quoted snippet, a caret): errors are one line.
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = getattr(e, "problem", None) or (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise error(f"{what} {str(p)!r} is not valid YAML: {why}{where}") from None
     if d is None:
         return {}
     if not isinstance(d, dict):

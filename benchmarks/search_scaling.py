@@ -208,9 +208,10 @@ def sampler_cost(pg, tmp: Path, args: argparse.Namespace) -> dict:
     import optuna
     from hwnas.search_space import Space
     from hwnas.searchers._optuna import _distributions, make_sampler
-    from hwnas.searchers._storage import open_storage, write_synthetic_study
+    from hwnas.searchers._storage import open_storage
 
     from tests._cluster import copy_sqlite_study_to_postgres
+    from tests._synthetic import write_synthetic_study
 
     space = Space.preset(args.space)
     dists = _distributions(space)

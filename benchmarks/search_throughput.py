@@ -84,7 +84,9 @@ def bench_ray(space, n: int, seconds: float) -> dict:
 
 def make_big_study(space, n: int, path: Path) -> str:
     """A real Optuna SQLite study with n COMPLETE trials of n distinct archs, rows bulk-inserted."""
-    from hwnas.searchers._storage import write_synthetic_study
+    # tests/_synthetic.py: the one writer of such studies, shared with the load tests (not library code)
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+    from _synthetic import write_synthetic_study
 
     return write_synthetic_study(space, n, path)
 

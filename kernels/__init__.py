@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from hwnas.kernels._common import apply_act_ref, fold_bn, interpreting
 from hwnas.kernels._fuse import (
+    CudaGraphed,
     FusedBlock,
     FusedConv,
     FusedHead,

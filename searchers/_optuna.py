@@ -28,6 +28,11 @@ from hwnas.searchers._objectives import (
     make_objective,
     parse_objectives,
 )
+from hwnas.searchers._optuna_internals import (
+    count_trials,
+    fail_running_trial,
+    in_process_nsga2_sampler,
+)
 from hwnas.searchers._storage import open_storage, redact_url, storage_kind
 
 __all__ = ["SAMPLERS", "make_sampler", "search", "evaluate_trial", "load_study", "study_spec", "StudySpec"]
@@ -67,52 +72,11 @@ def in_process_nsga2(space: Space, *, seed: int | None = 0, population_size: int
     it), a new trial's generation comes from a count of completed trials per generation, updated
     in `after_trial` (Optuna rescans every completed trial), and a generation's parents are kept
     once selected (Optuna rebuilds them from all trials each time). The counts only see trials told
-    in this process, which is why it is only used with in-memory storage.
+    in this process, which is why it is only used with in-memory storage. It overrides Optuna's
+    GA hooks (`_optuna_internals`); an Optuna whose hooks it does not recognise gets its own
+    `NSGAIISampler`, which samples the same, only slower.
     """
-    import optuna
-    from optuna.trial import TrialState
-
-    class InProcessNSGAIISampler(optuna.samplers.NSGAIISampler):
-        def __init__(self, distributions: dict[str, Any], **kw: Any):
-            super().__init__(**kw)
-            # Optuna's intersection search space is sorted by name; single values are sampled independently
-            self._relative = {k: d for k, d in sorted(distributions.items()) if not d.single()}
-            self._complete_per_generation: dict[int, int] = {}
-            self._parents: dict[int, list[Any]] = {}
-
-        def get_parent_population(self, study: Any, generation: int) -> list[Any]:
-            # Optuna selects a generation's parents once and caches their ids in the study, then
-            # rebuilds the list from all trials on every later call (in trial order): the same
-            # list, kept here instead.
-            cached = self._parents.get(generation)
-            if cached is not None:
-                return list(cached)
-            parents = super().get_parent_population(study, generation)
-            if generation > 0:
-                self._parents[generation] = sorted(parents, key=lambda t: t.number)
-            return parents
-
-        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            return dict(self._relative)
-
-        def get_trial_generation(self, study: Any, trial: Any) -> int:
-            key = self._get_generation_key()
-            generation = trial.system_attrs.get(key)
-            if generation is not None:
-                return generation
-            counts = self._complete_per_generation
-            top = max(counts) if counts else 0
-            generation = top if counts.get(top, 0) < self.population_size else top + 1
-            study._storage.set_trial_system_attr(trial._trial_id, key, generation)  # noqa: SLF001 (as Optuna's own)
-            return generation
-
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            super().after_trial(study, trial, state, values)
-            generation = trial.system_attrs.get(self._get_generation_key())
-            if state == TrialState.COMPLETE and generation is not None and generation >= 0:
-                self._complete_per_generation[generation] = self._complete_per_generation.get(generation, 0) + 1
-
-    return InProcessNSGAIISampler(_distributions(space), seed=seed, population_size=population_size or 50)
+    return in_process_nsga2_sampler(_distributions(space), seed=seed, population_size=population_size or 50)
 
 
 @dataclass(frozen=True)
@@ -208,7 +172,7 @@ def _fail(study: Any, trial: Any, err: Exception) -> None:
 
 
 def _count(study: Any, *states: Any) -> int:
-    return study._storage.get_n_trials(study._study_id, states)  # noqa: SLF001 (no public O(1) count)
+    return count_trials(study, states)
 
 
 def _surplus(study: Any, number: int, n_trials: int) -> bool:
@@ -226,12 +190,8 @@ def _fail_stale(study: Any) -> int:
 
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: the search stopped while it ran; failed on resume")  # noqa: SLF001
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # a live worker finished it meanwhile: it was not stale
-        n += 1
+        # False: a live worker finished it meanwhile, so it was not stale
+        n += fail_running_trial(study, t, "interrupted: the search stopped while it ran; failed on resume")
     return n
 
 

@@ -24,6 +24,7 @@ from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Space
 from hwnas.searchers._budgets import Budget
 from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values
+from hwnas.searchers._optuna_internals import count_trials, ray_fail_trial, ray_optuna_trial
 
 __all__ = ["run_ray", "ray_trial"]
 
@@ -65,11 +66,9 @@ def _searcher_class() -> type:
             super().__init__(**kw)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            import optuna
-
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            ot = ray_optuna_trial(self, trial_id)
+            if ot is None:
                 return super().on_trial_complete(trial_id, result, error)
-            ot = self._ot_trials[trial_id]
             result = result or {}
             err = result.get("hwnas_error")
             if err is None:
@@ -86,8 +85,7 @@ def _searcher_class() -> type:
                     err = f"{type(e).__name__}: {e}"
             if err:
                 ot.set_user_attr("error", err)
-                self._ot_study.tell(ot, state=optuna.trial.TrialState.FAIL)
-                self._completed_trials.add(trial_id)
+                ray_fail_trial(self, trial_id, ot)
                 log.warning("ray trial %s failed: %s", trial_id, err)
                 return None
             return super().on_trial_complete(trial_id, result, error)
@@ -175,7 +173,7 @@ def run_ray(study: Any, storage: Any, space: Space, fn: ObjectiveFn, objectives:
     rounds_without_progress = 0
     try:
         while True:
-            done = study._storage.get_n_trials(study._study_id, (C,))  # noqa: SLF001
+            done = count_trials(study, (C,))
             remaining = n_trials - done
             if remaining <= 0:
                 return
@@ -195,7 +193,7 @@ def run_ray(study: Any, storage: Any, space: Space, fn: ObjectiveFn, objectives:
                                           verbose=1 if progress else 0),
             )
             tuner.fit()
-            after = study._storage.get_n_trials(study._study_id, (C,))  # noqa: SLF001
+            after = count_trials(study, (C,))
             if after == done:
                 rounds_without_progress += 1
                 if rounds_without_progress >= 2:

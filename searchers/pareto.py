@@ -9,8 +9,6 @@ as in Optuna's `study.best_trials`.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +17,7 @@ import numpy as np
 from hwnas.errors import BudgetError, ObjectiveError
 from hwnas.searchers._budgets import Budget, parse_budgets
 from hwnas.searchers._objectives import Objective, parse_objectives
+from hwnas.searchers._optuna_internals import TrialTable, complete_trials, open_sqlite_study
 
 __all__ = [
     "ParetoFront",
@@ -141,142 +140,31 @@ def _scale(F: np.ndarray) -> np.ndarray:
 
 
 # ---- reading trials once ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Trials:
-    numbers: np.ndarray  # (n,) trial numbers
-    archs: list[str]
-    values: np.ndarray  # (n, m) objective values as reported (native directions)
-    metrics: dict[str, np.ndarray]  # every metric recorded (NaN where a trial lacks it)
-    violations: np.ndarray  # (n, b) Optuna constraint values (<= 0 met), columns = study budgets
-
-
-def _metrics_columns(dicts: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
-    names: dict[str, None] = {}
-    for d in dicts[:64]:
-        names.update(dict.fromkeys(d))
-    cols = {}
-    for k in names:
-        cols[k] = np.fromiter((d.get(k, math.nan) for d in dicts), dtype=float, count=len(dicts))
-    return cols
-
-
-def _json_str(vj: str) -> str:
-    # Arch strings hold no quotes or backslashes: strip the JSON quotes without a full parse.
-    return vj[1:-1] if "\\" not in vj else json.loads(vj)
-
-
-def _read_rdb(storage: Any, study_id: int, m: int, budget_keys: Sequence[str]) -> _Trials | None:
-    """Read COMPLETE trials straight from Optuna's RDB tables (one query per table, DB-API fetchall)."""
-    engine = getattr(storage, "engine", None)
-    if engine is None:
-        return None
-    con = engine.raw_connection()
-    try:
-        return _read_tables(con, engine.dialect.paramstyle, study_id, m, budget_keys)
-    finally:
-        con.close()
-
-
-def _read_tables(con: Any, paramstyle: str, study_id: int, m: int, budget_keys: Sequence[str]) -> _Trials | None:
-    """The reading itself, on any DB-API connection to Optuna's tables (None: unknown paramstyle)."""
-    where = "t.study_id = ? AND t.state = 'COMPLETE'"
-    cur = con.cursor()
-    if paramstyle != "qmark":  # postgresql/mysql drivers use %s / named styles
-        where = where.replace("?", "%s") if paramstyle in ("format", "pyformat") else None
-    if where is None:
-        return None
-
-    def q(sql: str) -> list[tuple]:
-        cur.execute(sql.format(where=where), (study_id,))
-        return cur.fetchall()
-
-    rows = q("SELECT t.trial_id, t.number FROM trials t WHERE {where} ORDER BY t.number")
-    if not rows:
-        return _Trials(np.zeros(0, int), [], np.zeros((0, m)), {}, np.zeros((0, len(budget_keys))))
-    ids = np.array(rows, dtype=np.int64)
-    tid, numbers = ids[:, 0], ids[:, 1]
-    pos = np.full(int(tid.max()) + 1, -1, dtype=np.int64)
-    pos[tid] = np.arange(len(tid))
-    vals = np.full((len(rows), m), np.nan)
-    vrows = q("SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v "
-              "JOIN trials t ON t.trial_id = v.trial_id WHERE {where}")
-    if vrows:
-        vt = np.array([r[0] for r in vrows], dtype=np.int64)
-        vo = np.array([r[1] for r in vrows], dtype=np.int64)
-        vv = np.array([r[2] if r[3] == "FINITE" else (math.inf if r[3] == "INF_POS" else -math.inf)
-                       for r in vrows], dtype=float)
-        ok = vo < m
-        vals[pos[vt[ok]], vo[ok]] = vv[ok]
-    archs = [""] * len(rows)
-    raw_metrics = [""] * len(rows)
-    for t_id, key, vj in q("SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
-                           "JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
-                           "AND a.key IN ('arch', 'metrics')"):
-        if key == "arch":
-            archs[pos[t_id]] = _json_str(vj)
-        else:
-            raw_metrics[pos[t_id]] = vj
-    # One parse of all metric dicts as a JSON array (much faster than 100,000 json.loads).
-    mets = json.loads("[" + ",".join(r or "{}" for r in raw_metrics) + "]")
-    viol = np.full((len(rows), len(budget_keys)), np.nan)
-    if budget_keys:
-        col = {f"constraints:{k}": i for i, k in enumerate(budget_keys)}
-        for t_id, key, vj in q("SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
-                               "JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
-                               "AND a.key LIKE 'constraints:%%'" if "%s" in where else
-                               "SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
-                               "JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
-                               "AND a.key LIKE 'constraints:%'"):
-            c = col.get(key)
-            if c is not None:
-                viol[pos[t_id], c] = float(vj)
-    return _Trials(numbers, archs, vals, _metrics_columns(mets), viol)
-
-
 def _load_sqlite_direct(study_name: str | None, storage: str) -> ParetoFront | None:
-    """A SQLite study read with Python's sqlite3 alone: no SQLAlchemy/Alembic import, no Optuna
-    storage set-up (about 0.8 s of a `hwnas pareto` call on a 100,000-trial study).
+    """A SQLite study read with Python's sqlite3 alone (`_optuna_internals.open_sqlite_study`).
 
     Returns None whenever anything is not plainly a readable Optuna study with that name (a missing
     file, another schema, an ambiguous or unknown name), so the caller takes Optuna's path and
     its errors.
     """
-    import sqlite3
-    import types
-
     if not isinstance(storage, str) or not storage.startswith("sqlite:///"):
         return None
     from hwnas.searchers._storage import existing_storage_path
 
     path = existing_storage_path(storage)
-    if path is None or not path.is_file():
+    if path is None:
         return None
-    try:
-        con = sqlite3.connect(str(path), timeout=60)
-    except sqlite3.Error:
-        return None
-    try:
-        studies = con.execute("SELECT study_id, study_name FROM studies").fetchall()
-        match = [sid for sid, name in studies if name == study_name] if study_name is not None else \
-            [sid for sid, _ in studies] if len(studies) == 1 else []
-        if len(match) != 1:
+    with open_sqlite_study(path, study_name) as study:
+        if study is None:
             return None
-        sid = match[0]
-        name = study_name if study_name is not None else studies[0][1]
-        directions = [d for _, d in con.execute(
-            "SELECT objective, direction FROM study_directions WHERE study_id = ? ORDER BY objective", (sid,))]
-        attrs = {k: json.loads(v) for k, v in con.execute(
-            "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?", (sid,))}
-        study = types.SimpleNamespace(study_name=name, user_attrs=attrs)
-        objs, buds = _objectives_of(study, [str(d).lower() for d in directions])
-        data = _read_tables(con, "qmark", sid, len(objs), [str(b) for b in buds])
-    except (sqlite3.Error, ValueError, KeyError):
-        return None
-    finally:
-        con.close()
+        try:
+            objs, buds = _objectives_of(study, study.directions)
+        except (ValueError, KeyError):  # hwnas attributes that do not parse: Optuna's path says why
+            return None
+        data = study.complete_trials(len(objs), [str(b) for b in buds])
     if data is None:
         return None
-    return ParetoFront._from_data(name, objs, buds, data)
+    return ParetoFront._from_data(study.study_name, objs, buds, data)
 
 
 def _objectives_of(study: Any, directions: Sequence[str]) -> tuple[tuple[Objective, ...], tuple[Budget, ...]]:
@@ -287,24 +175,6 @@ def _objectives_of(study: Any, directions: Sequence[str]) -> tuple[tuple[Objecti
         spec = study_spec(study)
         return spec.objectives, spec.budgets
     return tuple(Objective(f"values_{i}", d) for i, d in enumerate(directions)), ()
-
-
-def _read_generic(study: Any, m: int, budget_keys: Sequence[str]) -> _Trials:
-    import optuna
-
-    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    n = len(trials)
-    numbers = np.fromiter((t.number for t in trials), dtype=np.int64, count=n)
-    vals = np.array([t.values for t in trials], dtype=float).reshape(n, m)
-    archs = [t.user_attrs.get("arch", "") for t in trials]
-    mets = [t.user_attrs.get("metrics", {}) for t in trials]
-    viol = np.full((n, len(budget_keys)), np.nan)
-    for i, t in enumerate(trials):
-        c = t.constraints
-        for j, k in enumerate(budget_keys):
-            if k in c:
-                viol[i, j] = c[k]
-    return _Trials(numbers, archs, vals, _metrics_columns(mets), viol)
 
 
 # ---- the front ------------------------------------------------------------------------------------
@@ -361,20 +231,11 @@ class ParetoFront:
     def from_study(cls, study: Any) -> ParetoFront:
         """Read a study's COMPLETE trials once (RDB storages by direct SQL) into a front."""
         objs, buds = _objectives_of(study, [d.name.lower() for d in study.directions])
-        keys = [str(b) for b in buds]
-        storage = study._storage  # noqa: SLF001
-        inner = getattr(storage, "_backend", storage)  # _CachedStorage wraps RDBStorage
-        data = None
-        import optuna
-
-        if isinstance(inner, optuna.storages.RDBStorage):
-            data = _read_rdb(inner, study._study_id, len(objs), keys)  # noqa: SLF001
-        if data is None:
-            data = _read_generic(study, len(objs), keys)
+        data = complete_trials(study, len(objs), [str(b) for b in buds])
         return cls._from_data(study.study_name, objs, buds, data)
 
     @classmethod
-    def _from_data(cls, name: str | None, objs: tuple[Objective, ...], buds: tuple[Budget, ...], data: _Trials) -> ParetoFront:
+    def _from_data(cls, name: str | None, objs: tuple[Objective, ...], buds: tuple[Budget, ...], data: TrialTable) -> ParetoFront:
         metrics = dict(data.metrics)
         for i, o in enumerate(objs):
             metrics[o.name] = data.values[:, i]  # the reported values are the truth for objectives

@@ -9,6 +9,7 @@ password authentication, so a wrong password really is refused. `RayNode` is one
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -220,10 +222,18 @@ def ray_env(**extra: str) -> dict[str, str]:
 
 
 class RayNode:
-    """One `ray start --block` node on 127.0.0.1 (the head when `head_address` is None)."""
+    """One `ray start --block` node on 127.0.0.1 that a test owns, in a new process group.
 
-    def __init__(self, tmp: Path, *, head_address: str | None = None, num_cpus: int = 1,
-                 resources: str | None = None, dashboard: bool = False, worker_ports: tuple[int, int]) -> None:
+    The head when `head_address` is None (free port; Ray's files under `tmp`, which must be a short
+    path: Ray puts unix sockets there; the dashboard, which serves the Jobs API, only when asked), else
+    a worker joining `head_address`, with custom `resources` (a mapping or Ray's JSON string). Stopped
+    by signalling its own process group only. `env=None` uses `ray_env()`.
+    """
+
+    def __init__(self, tmp: Path | None = None, *, head_address: str | None = None, num_cpus: int = 1,
+                 resources: Mapping[str, float] | str | None = None, dashboard: bool = False,
+                 worker_ports: tuple[int, int] = (21000, 21100), env: Mapping[str, str] | None = None,
+                 start_timeout: float = 120.0) -> None:
         ray = ray_bin_or_skip()
         common = ["--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus),
                   "--num-gpus", "0", "--min-worker-port", str(worker_ports[0]),
@@ -231,9 +241,11 @@ class RayNode:
                   # two nodes on one machine: each its own agent port (the default 52365 is one per machine)
                   "--dashboard-agent-listen-port", str(free_port())]
         if resources:
-            common += ["--resources", resources]
+            common += ["--resources", resources if isinstance(resources, str) else json.dumps(dict(resources))]
         self.dashboard_port = free_port()
         if head_address is None:
+            if tmp is None:
+                raise ValueError("a head node needs tmp (a short path for Ray's sockets)")
             self.port = free_port()
             cmd = [ray, "start", "--head", "--port", str(self.port), "--temp-dir", str(tmp),
                    "--include-dashboard", "true" if dashboard else "false", "--dashboard-host", "127.0.0.1",
@@ -242,14 +254,15 @@ class RayNode:
             self.address = f"127.0.0.1:{self.port}"
         else:
             cmd = [ray, "start", "--address", head_address, *common]
+            self.port = None
             self.address = head_address
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, env=ray_env())
+                                     start_new_session=True, env=ray_env() if env is None else dict(env))
         if head_address is None:
             try:
-                wait_port(self.port, self.proc, "ray head")
+                wait_port(self.port, self.proc, "ray head", start_timeout)
                 if dashboard:  # the Jobs API lives in the dashboard process
-                    wait_port(self.dashboard_port, self.proc, "ray dashboard")
+                    wait_port(self.dashboard_port, self.proc, "ray dashboard", start_timeout)
             except RuntimeError as e:
                 self.stop()
                 pytest.fail(str(e))
@@ -282,8 +295,6 @@ def wait_nodes(address: str, n: int, timeout: float = 180.0) -> dict[str, dict[s
             "print(json.dumps({x['NodeID']: x['Resources'] for x in alive()}))\n")
     r = subprocess.run([sys.executable, "-c", code, address, str(n), str(timeout)], capture_output=True, text=True,
                        env=ray_env(), timeout=timeout + 300)
-    import json
-
     nodes = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else {}
     if len(nodes) < n:
         pytest.fail(f"the Ray cluster has {len(nodes)} alive nodes, expected {n}: {r.stderr[-2000:]}")

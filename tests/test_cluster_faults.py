@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,64 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import RayNode, ray_env
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Head:
-    """One Ray head node on 127.0.0.1 that this test owns."""
-
-    def __init__(self, tmp: Path, port: int | None = None):
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            pytest.skip("ray is not installed")
-        ray_bin = Path(sys.executable).with_name("ray")
-        if not ray_bin.exists():
-            pytest.skip("the ray executable is not installed next to python")
-        self.port = port or _port()
-        self.tmp = tmp
-        wp = 22000 + (os.getpid() % 50) * 100
-        self.proc = subprocess.Popen(
-            [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-             "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
-             "--temp-dir", str(tmp), "--dashboard-port", str(_port()),
-             "--min-worker-port", str(wp), "--max-worker-port", str(wp + 99)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        deadline = time.time() + 120
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    break
-            if self.proc.poll() is not None:
-                pytest.fail("ray head exited during start-up")
-            if time.time() > deadline:
-                self.stop()
-                pytest.fail("ray head did not open its port in 120 s")
-            time.sleep(0.5)
-        self.address = f"127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        """The head going away: SIGKILL to its whole process group (GCS, raylet, workers)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+def _head(tmp: Path) -> RayNode:
+    """One Ray head node on 127.0.0.1 that this test owns (2 CPUs, worker ports of its own)."""
+    wp = 22000 + (os.getpid() % 50) * 100
+    return RayNode(tmp, num_cpus=2, worker_ports=(wp, wp + 99))
 
 
 @pytest.fixture
@@ -118,7 +68,7 @@ def _driver(tmp: Path, address: str, storage: str, n: int, seconds: float, resum
     script.write_text(_DRIVER)
     pids = tmp / "pids"
     pids.mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(extra_env or {})}
+    env = ray_env(**(extra_env or {}))  # the nodes' auth mode; PYTHONWARNINGS=ignore
     return subprocess.Popen([sys.executable, str(script), address, storage, str(n), str(pids), str(seconds),
                              "1" if resume else "0", str(tmp / "ray_results")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -133,7 +83,7 @@ def _complete(storage: str) -> dict[int, dict]:
 
 
 def test_worker_killed_mid_trial_search_still_completes(tmp_path: Path, ray_tmp: Path) -> None:
-    head = Head(ray_tmp)
+    head = _head(ray_tmp)
     try:
         storage = f"sqlite:///{tmp_path / 'study.db'}"
         n = 8
@@ -170,7 +120,7 @@ def test_worker_killed_mid_trial_search_still_completes(tmp_path: Path, ray_tmp:
 
 
 def test_head_going_away_then_resume(tmp_path: Path, ray_tmp: Path) -> None:
-    head = Head(ray_tmp)
+    head = _head(ray_tmp)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     n = 14
     try:
@@ -203,7 +153,7 @@ def test_head_going_away_then_resume(tmp_path: Path, ray_tmp: Path) -> None:
 
     before = _complete(storage)
     assert 3 <= len(before) < n
-    head2 = Head(ray_tmp)
+    head2 = _head(ray_tmp)
     try:
         p = _driver(tmp_path, head2.address, storage, n, 0.2, resume=True)
         out, err = p.communicate(timeout=540)

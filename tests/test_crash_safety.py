@@ -19,22 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests._helpers import tiny_space_dict
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
-TINY_SPACE = {
-    "name": "crash-tiny",
-    "in_channels": 1,
-    "num_classes": 10,
-    "resolutions": [16],
-    "normalization": {"mean": [0.2860], "std": [0.3530]},
-    "stem": {"channels": 8, "kernel": 3, "stride": 2, "act": "relu"},
-    "stages": [
-        {"kinds": ["mb"], "depths": [1, 2], "kernels": [3, 5], "expands": [2, 3], "widths": [8], "stride": 1, "se": False, "act": "relu"},
-        {"kinds": ["mb"], "depths": [1, 2], "kernels": [3, 5], "expands": [2, 3], "widths": [16], "stride": 2, "se": False, "act": "relu"},
-    ],
-    "head": {"expand_channels": 32, "feature_channels": None, "act": "relu", "dropout": 0.0},
-}
+# the shared tiny space at one resolution
+TINY_SPACE = tiny_space_dict(resolutions=[16])
 
 
 def _env() -> dict[str, str]:

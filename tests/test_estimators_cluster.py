@@ -2,95 +2,39 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+import yaml
+
+from tests._helpers import RayNode, ray_env, tiny_space_dict
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_bin() -> str:
-    cand = Path(sys.executable).with_name("ray")
-    return str(cand) if cand.exists() else (shutil.which("ray") or "ray")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop one `ray start --block` we started (it shuts its node down on SIGTERM); never a broad `ray stop`."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def _env() -> dict[str, str]:
-    """Ray processes of this test (cluster and driver) run in their own env: auth mode fixed, so a token
-    another session wrote to ~/.ray/auth_token meanwhile cannot split our nodes and driver."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    env["RAY_AUTH_MODE"] = "disabled"
-    return env
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
-    pytest.importorskip("ray")
-    port = _free_port()
+    """A head (1 CPU) and a worker node offering the custom resource `testdev`, both ours (`tests/_helpers.RayNode`)."""
     tmp = Path(tempfile.mkdtemp(prefix="hwr", dir="/tmp"))  # short path: Ray puts unix sockets under it
-    common = ["--block", "--disable-usage-stats", "--num-cpus", "1", "--num-gpus", "0"]
-    head = subprocess.Popen(
-        [_ray_bin(), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--include-dashboard", "false", "--temp-dir", str(tmp), "--dashboard-port", str(_free_port()),
-         "--min-worker-port", "20000", "--max-worker-port", "20100", *common],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=_env())
-    procs = [head]
+    nodes: list[RayNode] = []
     try:
-        address = f"127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert head.poll() is None, "ray head failed to start"
-            time.sleep(0.5)
-        worker = subprocess.Popen(
-            [_ray_bin(), "start", "--address", address, "--node-ip-address", "127.0.0.1",
-             "--resources", '{"testdev": 1}', "--min-worker-port", "20101", "--max-worker-port", "20200", *common],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=_env())
-        procs.insert(0, worker)
-        yield address
+        head = RayNode(tmp, num_cpus=1, worker_ports=(20000, 20100), env=ray_env(), start_timeout=90)
+        nodes.append(head)
+        nodes.insert(0, RayNode(head_address=head.address, num_cpus=1, worker_ports=(20101, 20200),
+                                resources={"testdev": 1}, env=ray_env()))
+        yield head.address
     finally:
-        for p in procs:
-            _stop(p)
+        for node in nodes:  # the worker first, then the head
+            node.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-
-SPACE_YAML = """
-name: tiny-ray
-in_channels: 1
-num_classes: 10
-resolutions: [16]
-stem: {channels: 8, kernel: 3, stride: 2, act: relu}
-stages:
-  - {kinds: [mb], depths: [1, 2], kernels: [3, 5], expands: [2], widths: [8], stride: 1, se: false, act: relu}
-head: {expand_channels: 16, feature_channels: null, act: relu, dropout: 0.0}
-"""
+# the shared tiny space at one resolution, its second stage narrowed: few block configs to time remotely
+SPACE_YAML = yaml.safe_dump(tiny_space_dict(name="tiny-ray", resolutions=[16], stage2={"kernels": [3], "expands": [2]}))
 
 
 def test_profile_runs_as_ray_task_on_the_resource_node(ray_cluster, tmp_path):
@@ -105,7 +49,7 @@ def test_profile_runs_as_ray_task_on_the_resource_node(ray_cluster, tmp_path):
     cmd = [sys.executable, "-m", "hwnas", "profile", "--space", str(tmp_path / "s.yaml"), "--device", "cpu",
            "--out", str(out), "--networks", "2", "--repeats", "3", "--ray-address", ray_cluster,
            "--on-resource", "testdev"]
-    r = subprocess.run(cmd, cwd=repo, env=_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, cwd=repo, env=ray_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     prof = Profile.load(out, device="cpu")
     assert sorted(prof.table["key"]) == sorted(c.key for c in space.distinct_block_configs())
@@ -114,5 +58,5 @@ def test_profile_runs_as_ray_task_on_the_resource_node(ray_cluster, tmp_path):
     # no node offers the resource: a clear one-line error, exit code 2
     cmd[cmd.index("testdev")] = "no-such-device"
     cmd[cmd.index(str(out))] = str(tmp_path / "none")
-    r = subprocess.run([*cmd, "--wait-node", "1"], cwd=repo, env=_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*cmd, "--wait-node", "1"], cwd=repo, env=ray_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "offers resource" in r.stderr

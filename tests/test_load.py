@@ -1,8 +1,8 @@
 """Load: a 100,000-trial study queries within a memory bound; concurrent workers do not corrupt a storage.
 
 The 100,000-trial study is a real Optuna SQLite study whose rows are bulk-inserted into Optuna's
-own tables (as `benchmarks/search_throughput.py` does): running 100,000 trials through Optuna's
-per-trial commits would take far longer than a test may. Its metrics are real: 2,000 distinct
+own tables by `tests/_synthetic.py` (shared with `benchmarks/search_throughput.py`): running
+100,000 trials through Optuna's per-trial commits would take far longer than a test may. Its metrics are real: 2,000 distinct
 random archs evaluated by the analytic FLOPs/params objective, repeated to 100,000 trials.
 
 Memory bounds (stated here, checked in a fresh child process so nothing else skews its RSS):
@@ -33,7 +33,8 @@ def build_big_study(path: Path, n: int = N_BIG, distinct: int = 2000) -> str:
     """A real Optuna SQLite study holding `n` COMPLETE trials (bulk insert into Optuna's tables)."""
     import optuna
     from hwnas.search_space import Space
-    from hwnas.searchers._storage import write_synthetic_study
+
+    from tests._synthetic import write_synthetic_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return write_synthetic_study(Space.preset("fmnist-mbv3"), n, path, distinct=distinct)

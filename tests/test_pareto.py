@@ -20,7 +20,8 @@ from hwnas.searchers import (
     pareto_ranks,
     search,
 )
-from hwnas.searchers.pareto import _read_generic, hypervolume_2d
+from hwnas.searchers._optuna_internals import complete_trials_public as _read_generic
+from hwnas.searchers.pareto import hypervolume_2d
 from hwnas.searchers.plots import (
     draw_front,
     draw_hv_curves,

@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
@@ -20,58 +16,25 @@ from hwnas.searchers import ParetoFront, load_study, search
 sys.path.insert(0, str(Path(__file__).parent))
 from test_search_helpers import SMALL, SlowCost, small_space  # noqa: E402
 
+from tests._helpers import RayNode  # noqa: E402
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 C = optuna.trial.TrialState.COMPLETE
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_head():
-    """`ray start --head --block` on 127.0.0.1 with 2 CPUs; stopped by signalling only our process group."""
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:  # not importing it: Ray reads its auth mode on import
-        pytest.skip("ray is not installed")
-    ray_bin = Path(sys.executable).with_name("ray")
-    if not ray_bin.exists():
-        pytest.skip("the ray executable is not installed next to python")
-    port = _port()
+    """A Ray head on 127.0.0.1 with 2 CPUs for the module (`tests/_helpers.RayNode`)."""
     tmp = Path(tempfile.mkdtemp(prefix="hws", dir="/tmp"))  # short: Ray puts unix sockets there
-    head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
-         "--temp-dir", str(tmp), "--dashboard-port", str(_port()),
-         "--min-worker-port", "21000", "--max-worker-port", "21100"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        # Auth mode fixed for head and driver alike: Ray reads it once per process, at first import,
-        # so a token file or an earlier test's Ray import must not split them (as in test_estimators_cluster).
-        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
-    )
+    # Auth mode fixed for head and driver alike: Ray reads it once per process, at first import,
+    # so a token file or an earlier test's Ray import must not split them (as in test_estimators_cluster).
     try:
-        deadline = time.time() + 120
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if head.poll() is not None:
-                pytest.fail("ray head exited during start-up")
-            if time.time() > deadline:
-                pytest.fail("ray head did not open its port in 120 s")
-            time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
+        head = RayNode(tmp, num_cpus=2, worker_ports=(21000, 21100), env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+        try:
+            yield head.address
+        finally:
+            head.stop()
     finally:
-        if head.poll() is None:
-            os.killpg(head.pid, signal.SIGTERM)
-            try:
-                head.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(head.pid, signal.SIGKILL)
-                head.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

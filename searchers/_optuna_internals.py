@@ -1,0 +1,437 @@
+"""Every use of Optuna's private attributes and SQL tables (and of Ray Tune's OptunaSearch's), in one room.
+
+Optuna's public API does everything hwnas needs, but some of it is slow at the sizes hwnas works
+at: reading a 100,000-trial study through `study.get_trials` builds 100,000 FrozenTrials, and a
+search loop that counts its trials through it re-reads the whole study every trial. Optuna keeps
+faster paths behind private names (`study._storage`, `study._study_id`, `trial._trial_id`, the RDB
+storage inside `_CachedStorage._backend`, the GA samplers' generation key) and in its tables
+(`trials`, `trial_values`, ...). This module is the only one under `searchers/` that touches them
+(`tests/test_optuna_internals.py` scans the others), and each function here
+
+- takes the private path only when it recognises what it is given (the attribute exists and has
+  the type this Optuna has, the tables answer the queries), and
+- otherwise takes Optuna's public API: a newer Optuna that moves an internal makes hwnas slower,
+  never wrong.
+
+Where both paths exist they are separate functions (`_x_private` / `_x_public` or a reader and
+`complete_trials_public`), so the tests check that both give the same answer on real studies.
+
+Ray Tune's `OptunaSearch` (ray 2.60) keeps the Optuna trial of each Ray trial in private
+attributes and has no public way to reach it; `ray_optuna_trial` / `ray_fail_trial` read them
+here and raise a clear error when a Ray version no longer has them (there is no public fallback:
+without them a trial would be told COMPLETE without its budgets' constraints).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hwnas.errors import ConfigError
+
+__all__ = [
+    "TrialTable",
+    "complete_trials",
+    "complete_trials_public",
+    "count_trials",
+    "fail_running_trial",
+    "in_process_nsga2_sampler",
+    "open_sqlite_study",
+    "ray_fail_trial",
+    "ray_optuna_trial",
+    "tune_sqlite",
+]
+
+log = logging.getLogger("hwnas.searchers")
+
+
+def _storage_and_id(study: Any) -> tuple[Any, int] | None:
+    """(storage, study id) of an Optuna study, or None when this Optuna keeps them elsewhere."""
+    import optuna
+
+    storage, sid = getattr(study, "_storage", None), getattr(study, "_study_id", None)
+    if isinstance(storage, optuna.storages.BaseStorage) and isinstance(sid, int):
+        return storage, sid
+    return None
+
+
+def _rdb_of(storage: Any) -> Any | None:
+    """The RDBStorage behind a storage (Optuna wraps it in `_CachedStorage`), or None."""
+    import optuna
+
+    inner = getattr(storage, "_backend", storage)
+    return inner if isinstance(inner, optuna.storages.RDBStorage) else None
+
+
+# ---- counting and failing trials -------------------------------------------------------------------
+def count_trials(study: Any, states: Sequence[Any]) -> int:
+    """How many trials of `study` are in `states`: one COUNT on the storage (Optuna has no public count)."""
+    n = _count_trials_private(study, states)
+    return _count_trials_public(study, states) if n is None else n
+
+
+def _count_trials_private(study: Any, states: Sequence[Any]) -> int | None:
+    found = _storage_and_id(study)
+    if found is None:
+        return None
+    storage, sid = found
+    return int(storage.get_n_trials(sid, tuple(states)))
+
+
+def _count_trials_public(study: Any, states: Sequence[Any]) -> int:
+    return len(study.get_trials(deepcopy=False, states=tuple(states)))
+
+
+def fail_running_trial(study: Any, trial: Any, message: str) -> bool:
+    """Mark a RUNNING trial (a FrozenTrial, e.g. left by a killed process) FAIL, `message` as its
+    `error` user attribute. False when it finished meanwhile (a live worker told it): not stale."""
+    done = _fail_running_trial_private(study, trial, message)
+    return _fail_running_trial_public(study, trial) if done is None else done
+
+
+def _fail_running_trial_private(study: Any, trial: Any, message: str) -> bool | None:
+    import optuna
+
+    found, tid = _storage_and_id(study), getattr(trial, "_trial_id", None)
+    if found is None or not isinstance(tid, int):
+        return None
+    storage = found[0]
+    try:
+        storage.set_trial_user_attr(tid, "error", message)
+        storage.set_trial_state_values(tid, optuna.trial.TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def _fail_running_trial_public(study: Any, trial: Any) -> bool:
+    """`study.tell(number, state=FAIL)`. Optuna's public API writes user attributes only through a
+    live `Trial`, so this path marks the trial FAIL without the message."""
+    import optuna
+
+    try:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    except ValueError as e:  # "Cannot tell a COMPLETE trial.": it finished after it was listed
+        if "Cannot tell" in str(e):
+            return False
+        raise
+    return True
+
+
+# ---- NSGA-II without per-trial scans of the study ---------------------------------------------------
+def _ga_hooks_recognised() -> bool:
+    import optuna
+
+    cls = optuna.samplers.NSGAIISampler
+    return all(callable(getattr(cls, name, None)) for name in
+               ("_get_generation_key", "get_trial_generation", "get_parent_population",
+                "infer_relative_search_space", "after_trial"))
+
+
+def in_process_nsga2_sampler(distributions: Mapping[str, Any], *, seed: int | None, population_size: int) -> Any:
+    """NSGA-II that keeps per-generation state instead of rescanning the study (see
+    `hwnas.searchers._optuna.in_process_nsga2` for when it is used and why it samples the same);
+    Optuna's own `NSGAIISampler` when this Optuna's GA hooks are not the ones it overrides."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if not _ga_hooks_recognised():
+        log.info("optuna %s: NSGA-II hooks not recognised; using optuna.samplers.NSGAIISampler", optuna.__version__)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size)
+
+    class InProcessNSGAIISampler(optuna.samplers.NSGAIISampler):
+        def __init__(self, distributions: Mapping[str, Any], **kw: Any):
+            super().__init__(**kw)
+            # Optuna's intersection search space is sorted by name; single values are sampled independently
+            self._relative = {k: d for k, d in sorted(distributions.items()) if not d.single()}
+            self._complete_per_generation: dict[int, int] = {}
+            self._parents: dict[int, list[Any]] = {}
+
+        def get_parent_population(self, study: Any, generation: int) -> list[Any]:
+            # Optuna selects a generation's parents once and caches their ids in the study, then
+            # rebuilds the list from all trials on every later call (in trial order): the same
+            # list, kept here instead.
+            cached = self._parents.get(generation)
+            if cached is not None:
+                return list(cached)
+            parents = super().get_parent_population(study, generation)
+            if generation > 0:
+                self._parents[generation] = sorted(parents, key=lambda t: t.number)
+            return parents
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return dict(self._relative)
+
+        def get_trial_generation(self, study: Any, trial: Any) -> int:
+            key = self._get_generation_key()
+            generation = trial.system_attrs.get(key)
+            if generation is not None:
+                return generation
+            counts = self._complete_per_generation
+            top = max(counts) if counts else 0
+            generation = top if counts.get(top, 0) < self.population_size else top + 1
+            study._storage.set_trial_system_attr(trial._trial_id, key, generation)  # as Optuna's own does
+            return generation
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            super().after_trial(study, trial, state, values)
+            generation = trial.system_attrs.get(self._get_generation_key())
+            if state == TrialState.COMPLETE and generation is not None and generation >= 0:
+                self._complete_per_generation[generation] = self._complete_per_generation.get(generation, 0) + 1
+
+    return InProcessNSGAIISampler(distributions, seed=seed, population_size=population_size)
+
+
+# ---- SQLite tuning ------------------------------------------------------------------------------------
+def tune_sqlite(storage: Any) -> None:
+    """WAL journal + synchronous=NORMAL on every connection of an RDBStorage's SQLite engine.
+
+    Optuna commits once per parameter; with SQLite's default rollback journal each commit is an
+    fsync, about 1 s per trial here. WAL with synchronous=NORMAL keeps every committed trial across
+    a killed process (only an OS crash may lose the last commits) and is ~50x faster. Optuna does
+    not document `RDBStorage.engine`: without one, Optuna's defaults stay (slower, as safe).
+    """
+    engine = getattr(_rdb_of(storage), "engine", None)
+    if engine is None:
+        log.info("no SQLAlchemy engine on %s; SQLite keeps its default journal", type(storage).__name__)
+        return
+    from sqlalchemy import event
+
+    def on_connect(dbapi_con: Any, _record: Any) -> None:
+        cur = dbapi_con.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened during schema setup did not get the pragmas
+
+
+# ---- reading a study's COMPLETE trials at once ---------------------------------------------------------
+@dataclass(frozen=True)
+class TrialTable:
+    """A study's COMPLETE trials as arrays, in trial-number order."""
+
+    numbers: np.ndarray  # (n,) trial numbers
+    archs: list[str]
+    values: np.ndarray  # (n, m) objective values as reported (native directions)
+    metrics: dict[str, np.ndarray]  # every metric recorded (NaN where a trial lacks it)
+    violations: np.ndarray  # (n, b) Optuna constraint values (<= 0 met), columns = budget keys
+
+
+def complete_trials(study: Any, m: int, budget_keys: Sequence[str]) -> TrialTable:
+    """The COMPLETE trials of an Optuna study: on an RDB storage one SQL query per table (a
+    100,000-trial study in well under a second), else through `study.get_trials`."""
+    table = _complete_trials_sql(study, m, budget_keys)
+    return complete_trials_public(study, m, budget_keys) if table is None else table
+
+
+def complete_trials_public(study: Any, m: int, budget_keys: Sequence[str]) -> TrialTable:
+    """`complete_trials` through Optuna's public API only (any storage; slow on large studies)."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    n = len(trials)
+    numbers = np.fromiter((t.number for t in trials), dtype=np.int64, count=n)
+    vals = np.array([t.values for t in trials], dtype=float).reshape(n, m)
+    archs = [t.user_attrs.get("arch", "") for t in trials]
+    mets = [t.user_attrs.get("metrics", {}) for t in trials]
+    viol = np.full((n, len(budget_keys)), np.nan)
+    for i, t in enumerate(trials):
+        c = t.constraints
+        for j, k in enumerate(budget_keys):
+            if k in c:
+                viol[i, j] = c[k]
+    return TrialTable(numbers, archs, vals, _metrics_columns(mets), viol)
+
+
+def _complete_trials_sql(study: Any, m: int, budget_keys: Sequence[str]) -> TrialTable | None:
+    """Straight from Optuna's RDB tables (DB-API fetchall); None when the storage or tables are not recognised."""
+    found = _storage_and_id(study)
+    rdb = _rdb_of(found[0]) if found is not None else None
+    engine = getattr(rdb, "engine", None)
+    if engine is None:
+        return None
+    dbapi = getattr(engine.dialect, "loaded_dbapi", None) or getattr(engine.dialect, "dbapi", None)
+    db_error = getattr(dbapi, "Error", sqlite3.Error)
+    con = engine.raw_connection()
+    try:
+        return _read_tables(con, engine.dialect.paramstyle, found[1], m, budget_keys)
+    except db_error as e:  # a table or column this Optuna does not have: its public API still reads the study
+        log.warning("reading Optuna's tables failed (%s: %s); reading the study through Optuna instead",
+                    type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return None
+    finally:
+        con.close()
+
+
+def _metrics_columns(dicts: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
+    names: dict[str, None] = {}
+    for d in dicts[:64]:
+        names.update(dict.fromkeys(d))
+    cols = {}
+    for k in names:
+        cols[k] = np.fromiter((d.get(k, math.nan) for d in dicts), dtype=float, count=len(dicts))
+    return cols
+
+
+def _json_str(vj: str) -> str:
+    # Arch strings hold no quotes or backslashes: strip the JSON quotes without a full parse.
+    return vj[1:-1] if "\\" not in vj else json.loads(vj)
+
+
+def _read_tables(con: Any, paramstyle: str, study_id: int, m: int, budget_keys: Sequence[str]) -> TrialTable | None:
+    """The reading itself, on any DB-API connection to Optuna's tables (None: unknown paramstyle)."""
+    where = "t.study_id = ? AND t.state = 'COMPLETE'"
+    cur = con.cursor()
+    if paramstyle != "qmark":  # postgresql/mysql drivers use %s / named styles
+        where = where.replace("?", "%s") if paramstyle in ("format", "pyformat") else None
+    if where is None:
+        return None
+
+    def q(sql: str) -> list[tuple]:
+        cur.execute(sql.format(where=where), (study_id,))
+        return cur.fetchall()
+
+    rows = q("SELECT t.trial_id, t.number FROM trials t WHERE {where} ORDER BY t.number")
+    if not rows:
+        return TrialTable(np.zeros(0, int), [], np.zeros((0, m)), {}, np.zeros((0, len(budget_keys))))
+    ids = np.array(rows, dtype=np.int64)
+    tid, numbers = ids[:, 0], ids[:, 1]
+    pos = np.full(int(tid.max()) + 1, -1, dtype=np.int64)
+    pos[tid] = np.arange(len(tid))
+    vals = np.full((len(rows), m), np.nan)
+    vrows = q("SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v "
+              "JOIN trials t ON t.trial_id = v.trial_id WHERE {where}")
+    if vrows:
+        vt = np.array([r[0] for r in vrows], dtype=np.int64)
+        vo = np.array([r[1] for r in vrows], dtype=np.int64)
+        vv = np.array([r[2] if r[3] == "FINITE" else (math.inf if r[3] == "INF_POS" else -math.inf)
+                       for r in vrows], dtype=float)
+        ok = vo < m
+        vals[pos[vt[ok]], vo[ok]] = vv[ok]
+    archs = [""] * len(rows)
+    raw_metrics = [""] * len(rows)
+    for t_id, key, vj in q("SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
+                           "JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
+                           "AND a.key IN ('arch', 'metrics')"):
+        if key == "arch":
+            archs[pos[t_id]] = _json_str(vj)
+        else:
+            raw_metrics[pos[t_id]] = vj
+    # One parse of all metric dicts as a JSON array (much faster than 100,000 json.loads).
+    mets = json.loads("[" + ",".join(r or "{}" for r in raw_metrics) + "]")
+    viol = np.full((len(rows), len(budget_keys)), np.nan)
+    if budget_keys:
+        col = {f"constraints:{k}": i for i, k in enumerate(budget_keys)}
+        for t_id, key, vj in q("SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
+                               "JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
+                               "AND a.key LIKE 'constraints:%%'" if "%s" in where else
+                               "SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
+                               "JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
+                               "AND a.key LIKE 'constraints:%'"):
+            c = col.get(key)
+            if c is not None:
+                viol[pos[t_id], c] = float(vj)
+    return TrialTable(numbers, archs, vals, _metrics_columns(mets), viol)
+
+
+@dataclass(frozen=True)
+class SqliteStudy:
+    """One study of an Optuna SQLite file, open for reading with Python's sqlite3 alone."""
+
+    study_name: str
+    directions: list[str]  # "minimize" / "maximize"
+    user_attrs: dict[str, Any]
+    _con: sqlite3.Connection
+    _study_id: int
+
+    def complete_trials(self, m: int, budget_keys: Sequence[str]) -> TrialTable | None:
+        """As `complete_trials`; None when the tables are not Optuna's as this module knows them."""
+        try:
+            return _read_tables(self._con, "qmark", self._study_id, m, budget_keys)
+        except (sqlite3.Error, ValueError, KeyError):  # another schema, values that are not Optuna's JSON
+            return None
+
+
+@contextmanager
+def open_sqlite_study(path: str | Path, study_name: str | None) -> Iterator[SqliteStudy | None]:
+    """A SQLite study read with sqlite3 alone: no SQLAlchemy/Alembic import, no Optuna storage
+    set-up (about 0.8 s of a `hwnas pareto` call on a 100,000-trial study).
+
+    Yields None whenever the file is not plainly a readable Optuna study with that name (a missing
+    file, another schema, an ambiguous or unknown name), so the caller takes Optuna's path and its
+    errors. With `study_name=None` the file must hold exactly one study.
+    """
+    path = Path(path)
+    if not path.is_file():
+        yield None
+        return
+    try:
+        con = sqlite3.connect(str(path), timeout=60)
+    except sqlite3.Error:
+        yield None
+        return
+    try:
+        study = _sqlite_study(con, study_name)
+    except (sqlite3.Error, ValueError, KeyError):  # not a database, another schema, attributes that are not JSON
+        study = None
+    try:
+        yield study
+    finally:
+        con.close()
+
+
+def _sqlite_study(con: sqlite3.Connection, study_name: str | None) -> SqliteStudy | None:
+    studies = con.execute("SELECT study_id, study_name FROM studies").fetchall()
+    match = [sid for sid, name in studies if name == study_name] if study_name is not None else \
+        [sid for sid, _ in studies] if len(studies) == 1 else []
+    if len(match) != 1:
+        return None
+    sid = match[0]
+    name = study_name if study_name is not None else studies[0][1]
+    directions = [str(d).lower() for _, d in con.execute(
+        "SELECT objective, direction FROM study_directions WHERE study_id = ? ORDER BY objective", (sid,))]
+    attrs = {k: json.loads(v) for k, v in con.execute(
+        "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?", (sid,))}
+    return SqliteStudy(name, directions, attrs, con, sid)
+
+
+# ---- Ray Tune's OptunaSearch -------------------------------------------------------------------------------
+def _ray_state(searcher: Any) -> tuple[set, dict]:
+    completed, asked = getattr(searcher, "_completed_trials", None), getattr(searcher, "_ot_trials", None)
+    if not isinstance(completed, set) or not isinstance(asked, dict):
+        import ray
+
+        raise ConfigError(f"ray {ray.__version__}: OptunaSearch keeps no _ot_trials / _completed_trials, which "
+                          "hwnas needs to store each trial's arch, metrics and budget constraints; use ray 2.60 "
+                          "(the version hwnas is tested with) or runner='optuna'")
+    return completed, asked
+
+
+def ray_optuna_trial(searcher: Any, trial_id: str) -> Any | None:
+    """The Optuna trial that Ray Tune's OptunaSearch asked for Ray trial `trial_id`; None when it
+    never asked or has already completed it (OptunaSearch then handles the call itself)."""
+    completed, asked = _ray_state(searcher)
+    if trial_id in completed or trial_id not in asked:
+        return None
+    return asked[trial_id]
+
+
+def ray_fail_trial(searcher: Any, trial_id: str, optuna_trial: Any) -> None:
+    """Tell Optuna the trial FAILED and mark it done in OptunaSearch, as OptunaSearch does for the ones it tells."""
+    import optuna
+
+    completed, _ = _ray_state(searcher)
+    optuna_trial.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+    completed.add(trial_id)
