@@ -46,8 +46,17 @@ def _steps(cfg: RunConfig) -> list[tuple[str, dict[str, Any], Stage]]:
 
 
 def run(cfg: RunConfig, *, force: Sequence[str] = (), stop_after: str | None = None, progress: bool = True) -> Path:
-    """Run (or resume) the whole main job; returns the run directory."""
-    import torch
+    """Run (or resume) the whole main job; returns the run directory.
+
+    Torch's thread count is pinned for the run and restored after it: a library call leaves the
+    process as it found it."""
+    from hwnas.estimators.measure import threads_pinned
+
+    with threads_pinned(max(1, min(os.cpu_count() or 1, 8))):
+        return _run(cfg, force=force, stop_after=stop_after, progress=progress)
+
+
+def _run(cfg: RunConfig, *, force: Sequence[str], stop_after: str | None, progress: bool) -> Path:
     from hwnas.search_space import Space
 
     for s in force:
@@ -60,7 +69,6 @@ def run(cfg: RunConfig, *, force: Sequence[str] = (), stop_after: str | None = N
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", cfg.to_dict())
     stamps = StageStamps(run_dir, force=force)
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 8)))
     ctx = RunContext(cfg=cfg, space=space, run_dir=run_dir, progress=progress)
     t_all = time.perf_counter()
     steps = _steps(cfg)

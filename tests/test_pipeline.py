@@ -126,3 +126,26 @@ def test_auto_latency_budgets_pick_distinct_meaningfully_different_members():
     budgets = auto_latency_budgets(g, "latency_ms@cpu")
     assert budgets == [3.0, 6.0, 10.0]
     assert len({g.pick(f"latency_ms@cpu<={b}").arch for b in budgets}) == 3
+
+
+def test_run_restores_torch_threads_when_a_stage_fails(tmp_path):
+    """`pipeline.run` pins torch's thread count for the job and gives the caller's back afterwards,
+    on the error path too: here the first stage (train) fails on a data folder with no dataset in it,
+    after the job has started."""
+    import torch
+
+    from hwnas.errors import HwnasError
+    from hwnas.pipeline import run
+    from hwnas.pipeline.config import load_run_config
+
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    cfg = load_run_config(REPO / "configs/tiny-cpu.yaml", out_root=str(tmp_path / "runs"), data_dir=str(empty))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(HwnasError):
+            run(cfg, progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
