@@ -1,5 +1,9 @@
 """Stage 3, accuracy: (arch, search-val accuracy) pairs through the supernet, each BN-recalibrated
-(`<run>/accuracy_samples.csv`, resumable), and the accuracy predictor fitted on them."""
+(`<run>/accuracy_samples.csv`, resumable), and the accuracy predictor fitted on them.
+
+A run on a shipped bundle takes both from the bundle (accuracy does not depend on the device):
+its pairs are copied to `accuracy_samples.csv` and its predictor, whatever its kind, to
+`accuracy_predictor.json`."""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ def stage_accuracy(ctx: RunContext) -> dict[str, Any]:
     from tqdm import tqdm
 
     cfg, space = ctx.cfg, ctx.space
+    if ctx.bundle is not None:
+        return _from_bundle(ctx)
     net = ctx.supernet()
     loaders = ctx.loaders()
     val = FirstImages(loaders.val, cfg.val_images)
@@ -47,6 +53,24 @@ def stage_accuracy(ctx: RunContext) -> dict[str, Any]:
     say(f"    accuracy predictor: {rep}")
     return {"pairs": len(df), "val_images": min(cfg.val_images, loaders.val.num_images), "min_acc": float(df["val_accuracy"].min()),
             "max_acc": float(df["val_accuracy"].max()), "predictor": rep}
+
+
+def _from_bundle(ctx: RunContext) -> dict[str, Any]:
+    import pandas as pd
+    from hwnas.estimators.bundle import load_bundle
+
+    b = load_bundle(ctx.bundle, space=ctx.space)  # verified again: the files may have changed since stage 1
+    pairs = pd.read_csv(b.path / "accuracy_pairs.csv")
+    atomic_write_text(ctx.run_dir / "accuracy_samples.csv", pairs.to_csv(index=False))
+    pred = b.predictor()
+    pred.save(ctx.run_dir / "accuracy_predictor.json")
+    acc = b.manifest.get("accuracy") or {}
+    rep = jsonable(pred.report)
+    say(f"    accuracy: {len(pairs)} pairs and the {pred.kind!r} predictor of the bundle {b.path.name} "
+        f"(held-out: {rep.get('heldout') or rep})")
+    return {"pairs": len(pairs), "val_images": b.manifest.get("search_val_images"), "from_bundle": str(b.path),
+            "min_acc": float(pairs["val_accuracy"].min()), "max_acc": float(pairs["val_accuracy"].max()),
+            "predictor": rep, "kind": pred.kind, "comparison": jsonable(acc.get("predictor") or {})}
 
 
 class FirstImages:

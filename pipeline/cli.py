@@ -21,7 +21,8 @@ DATASET_CHOICES = ChoicesOf("hwnas.data", "DATASETS")
 
 RUN_EPILOG = """\
 examples:
-  hwnas run --config configs/fmnist-cpu.yaml                        # the full main job
+  hwnas run --config configs/fmnist-cpu.yaml                        # the main job on the shipped supernet
+  hwnas run --config configs/fmnist-cpu.yaml --retrain --name retrained   # train the supernet too (~1 h)
   hwnas run --config configs/tiny-cpu.yaml --out-root /tmp/runs     # a smoke run on a Fashion-MNIST subset
   hwnas run --config configs/fmnist-cpu.yaml --force search         # re-run the search and what follows
 """
@@ -38,10 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="the main job: train, profile, search, export, report (resumable)",
-        description="Train the once-for-all supernet, profile this machine's devices, fit predictors, search the "
-        "Pareto front under budgets, export the best subnet under three latency budgets with measured metrics, and "
-        "write results/runs/<name>/report.md. Each stage is skipped when its outputs match the config, so a re-run "
-        "after a crash resumes.",
+        description="Take the shipped once-for-all supernet of the space (results/supernets/<space>/, hash-verified: "
+        "its weights, accuracy pairs and accuracy predictor; --retrain trains one instead), profile this machine's "
+        "devices, fit predictors, search the Pareto front under budgets, export the best subnet under three latency "
+        "budgets with measured metrics, and write results/runs/<name>/report.md. Each stage is skipped when its "
+        "outputs match the config, so a re-run after a crash resumes.",
         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", default="configs/fmnist-cpu.yaml", help="run YAML (default: configs/fmnist-cpu.yaml)")
@@ -50,7 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="folder with the dataset files (default: the config's data.data_dir; for "
                    "Fashion-MNIST else HWNAS_DATA_DIR, the Debian package, download)")
     p.add_argument("--subset", type=int, help="train on only N training images (smoke runs)")
-    p.add_argument("--schedule", help="training schedule of the train config (e.g. demo, default, tiny)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--pretrained", metavar="BUNDLE",
+                   help="supernet bundle (name under results/supernets/ or folder) to use instead of training "
+                   "(default: the config's train.pretrained; 'auto' = the shipped bundle of the space, if any)")
+    g.add_argument("--retrain", action="store_true",
+                   help="train the supernet (--schedule, --policy) instead of taking a shipped bundle: about an hour "
+                   "on 2 cores with the default schedule, ~5 min with demo")
+    p.add_argument("--schedule", help="with --retrain: training schedule of the train config (e.g. demo, default, tiny)")
     p.add_argument("--policy", choices=POLICY_CHOICES, metavar="POLICY",
                    help="training policy, one of %(choices)s (default from the train config)")
     p.add_argument("--devices", help="comma-separated devices to profile (e.g. cpu,ort-cpu); see `hwnas devices`")
@@ -98,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_run_config(
         args.config, name=args.name, out_root=args.out_root, data_dir=args.data_dir, subset=args.subset,
         schedule=args.schedule, policy=args.policy, devices=args.devices, trials=args.trials, sampler=args.sampler,
-        budgets=args.budgets,
+        budgets=args.budgets, pretrained=args.pretrained, retrain=args.retrain,
     )
     try:
         run_dir = run(cfg, force=args.force, stop_after=args.stop_after, progress=not args.no_progress)

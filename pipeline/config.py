@@ -33,6 +33,9 @@ class RunConfig:
     schedule: str = "demo"
     policy: str | None = None
     train_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # "auto": the shipped bundle of the space when there is one (train once, specialise many times),
+    # else train; a bundle name or folder: that bundle (must exist); None: train (`hwnas run --retrain`)
+    pretrained: str | None = "auto"
     # devices and profiling
     devices: tuple[str, ...] = ("cpu", "ort-cpu")
     profile_networks: int = 50
@@ -67,6 +70,8 @@ class RunConfig:
             raise ConfigError(f"accuracy_archs={self.accuracy_archs} must be >= 10 to fit an accuracy predictor")
         if not any(o.startswith("accuracy") for o in self.objectives):
             raise ConfigError(f"objectives {list(self.objectives)} must include accuracy")
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained.strip()):
+            raise ConfigError(f"train.pretrained={self.pretrained!r}: 'auto', a bundle name or folder, or null (train)")
         if isinstance(self.latency_budgets, str) and self.latency_budgets != "auto":
             raise ConfigError(f"latency_budgets={self.latency_budgets!r}: 'auto' or a list of 3 numbers (ms)")
 
@@ -87,7 +92,8 @@ class RunConfig:
 
 _SECTIONS = {
     "data": {"dataset": "dataset", "data_dir": "data_dir", "subset": "subset"},
-    "train": {"config": "train_config", "schedule": "schedule", "policy": "policy", "overrides": "train_overrides"},
+    "train": {"config": "train_config", "schedule": "schedule", "policy": "policy", "overrides": "train_overrides",
+              "pretrained": "pretrained"},
     "profile": {"networks": "profile_networks", "validate_networks": "validate_networks"},
     "accuracy": {"archs": "accuracy_archs", "val_images": "val_images", "calib_images": "calib_images"},
     "search": {"sampler": "sampler", "trials": "trials", "objectives": "objectives", "budgets": "budgets",
@@ -118,7 +124,10 @@ def load_run_config(path: str | os.PathLike | None, **overrides: Any) -> RunConf
                     flat[_SECTIONS[k][kk]] = vv
             else:
                 raise ConfigError(f"{p}: unknown key {k!r}; allowed: {sorted(_TOP | set(_SECTIONS))}")
+    retrain = overrides.pop("retrain", False)
     flat.update({k: v for k, v in overrides.items() if v is not None})
+    if retrain:
+        flat["pretrained"] = None
     for k in ("devices", "objectives", "budgets", "export_formats"):
         if k in flat and isinstance(flat[k], str):
             flat[k] = tuple(s.strip() for s in flat[k].split(",") if s.strip())

@@ -22,6 +22,7 @@ class RunContext:
     space: Any  # hwnas.search_space.Space (not imported here: the config side stays light)
     run_dir: Path
     progress: bool = True
+    bundle: Path | None = None  # the shipped bundle the run takes its supernet, pairs and predictor from
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     _loaders: Any = field(default=None, init=False, repr=False)
     _supernet: Any = field(default=None, init=False, repr=False)
@@ -35,10 +36,15 @@ class RunContext:
             self._loaders = make_loaders(cfg.dataset, cfg.data_dir, space=self.space, seed=cfg.seed, subset=cfg.subset)
         return self._loaders
 
+    @property
+    def supernet_dir(self) -> Path:
+        """Where the run's supernet lives: the bundle's folder, or `<run>/supernet` when trained."""
+        return self.bundle if self.bundle is not None else self.run_dir / "supernet"
+
     def supernet(self) -> Any:
-        """The trained supernet of the train stage (`<run>/supernet`), in eval mode, loaded once."""
+        """The run's supernet (the bundle's, hash-verified, or the train stage's), in eval mode, loaded once."""
         if self._supernet is None:
             from hwnas.supernet import load_supernet
 
-            self._supernet = load_supernet(self.run_dir / "supernet").eval()
+            self._supernet = load_supernet(self.supernet_dir, space=self.space).eval()
         return self._supernet

@@ -19,24 +19,26 @@ from hwnas.pipeline.pareto import stage_pareto
 from hwnas.pipeline.profile import stage_profile
 from hwnas.pipeline.report import stage_report
 from hwnas.pipeline.search import stage_search
-from hwnas.pipeline.train import stage_train, train_config
+from hwnas.pipeline.train import bundle_stamp, pretrained_bundle, stage_train, train_config
 
 __all__ = ["run"]
 
 Stage = Callable[[RunContext], dict[str, Any]]
 
 
-def _steps(cfg: RunConfig) -> list[tuple[str, dict[str, Any], Stage]]:
+def _steps(cfg: RunConfig, bundle: Path | None) -> list[tuple[str, dict[str, Any], Stage]]:
     """(stage, what its stamp depends on, the stage function) in the order of STAGES.
 
     The dependency dicts are hashed into the stamps: changing one (even renaming a key) makes every
     existing run re-run that stage and all after it."""
+    trained = {"space": cfg.space, "train": train_config(cfg).to_dict(), "subset": cfg.subset}
+    pretrained = None if bundle is None else {"space": cfg.space, **bundle_stamp(bundle)}
     return [
-        ("train", {"space": cfg.space, "train": train_config(cfg).to_dict(), "subset": cfg.subset}, stage_train),
+        ("train", trained if bundle is None else pretrained, stage_train),
         ("profile", {"devices": cfg.devices, "networks": cfg.profile_networks, "validate": cfg.validate_networks,
                      "seed": cfg.seed}, stage_profile),
-        ("accuracy", {"archs": cfg.accuracy_archs, "val": cfg.val_images, "calib": cfg.calib_images, "seed": cfg.seed},
-         stage_accuracy),
+        ("accuracy", {"archs": cfg.accuracy_archs, "val": cfg.val_images, "calib": cfg.calib_images, "seed": cfg.seed}
+         if bundle is None else pretrained, stage_accuracy),
         ("search", {"sampler": cfg.sampler, "trials": cfg.trials, "objectives": cfg.objectives, "budgets": cfg.budgets,
                     "seed": cfg.seed, "storage": cfg.storage}, stage_search),
         ("pareto", {"v": 2, "refine": cfg.refine_archs, "val": cfg.val_images, "calib": cfg.calib_images}, stage_pareto),
@@ -69,9 +71,12 @@ def _run(cfg: RunConfig, *, force: Sequence[str], stop_after: str | None, progre
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", cfg.to_dict())
     stamps = StageStamps(run_dir, force=force)
-    ctx = RunContext(cfg=cfg, space=space, run_dir=run_dir, progress=progress)
+    bundle = pretrained_bundle(cfg)
+    if bundle is None and cfg.pretrained == "auto":
+        say(f"no shipped supernet bundle for space {cfg.space!r} (results/supernets/): the run trains one")
+    ctx = RunContext(cfg=cfg, space=space, run_dir=run_dir, progress=progress, bundle=bundle)
     t_all = time.perf_counter()
-    steps = _steps(cfg)
+    steps = _steps(cfg, bundle)
     assert tuple(name for name, _, _ in steps) == STAGES  # internal: the stamps' upstream order is STAGES'
     for i, (name, deps, fn) in enumerate(steps, start=1):
         key = stamps.key(name, deps)

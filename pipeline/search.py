@@ -17,11 +17,12 @@ __all__ = ["stage_search", "search_objective", "study_storage"]
 def search_objective(space: Any, run_dir: Path, devices: Sequence[str]) -> Any:
     """The objective the run searches: the `predictors` provider (hwnas.searchers) over the accuracy
     predictor and each device's latency, energy and the memory model fitted in `run_dir`."""
-    from hwnas.estimators import AccuracyPredictor, EnergyPredictor, MemoryModel
+    from hwnas.estimators import EnergyPredictor, MemoryModel
+    from hwnas.estimators.accuracy import load_accuracy_predictor
     from hwnas.searchers import make_objective
 
     lat = latency_predictors(run_dir, devices)
-    acc = AccuracyPredictor.load(run_dir / "accuracy_predictor.json")
+    acc = load_accuracy_predictor(run_dir / "accuracy_predictor.json")  # any kind: the bundle's may be a GP, trees...
     energy = {d: EnergyPredictor(p) for d, p in lat.items()}
     return make_objective(space, "predictors", accuracy=acc, latency=lat, memory=MemoryModel(space, batch_size=1),
                           energy=energy)
@@ -48,7 +49,7 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
                    sampler=cfg.sampler, seed=cfg.seed, storage=storage, study_name=name, resume=resume,
                    runner="ray" if cfg.ray_address else "optuna", ray_address=cfg.ray_address, workers=cfg.workers,
                    warm_start=[space.min_arch(), space.max_arch()], progress=ctx.progress)
-    study.set_user_attr("supernet", str(run_dir / "supernet"))
+    study.set_user_attr("supernet", str(ctx.supernet_dir))
     study.set_user_attr("run_dir", str(run_dir))
     front = ParetoFront.from_study(study)
     n_front = int(front.front_mask().sum())

@@ -42,3 +42,20 @@ def postgres():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A complete supernet bundle of `fmnist-mbv3` made by the documented command on the `tiny`
+    schedule (a few steps on 512 images; 24 pairs on 300 images): `hwnas train ... --bundle`.
+    Shared by the bundle tests and the main job's pretrained path."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("bundle")
+    cmd = [sys.executable, "-m", "hwnas", "train", "--schedule", "tiny", "--out", str(root / "run"), "--no-progress",
+           "--bundle", str(root / "fmnist-mbv3"), "--bundle-pairs", "24", "--bundle-images", "300",
+           "--predictor-kinds", "gp,mlp"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root / "fmnist-mbv3"

@@ -19,17 +19,6 @@ SHIPPED = REPO / "results" / "supernets"
 needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Fashion-MNIST Debian files not installed")
 
 
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bundle")
-    cmd = [sys.executable, "-m", "hwnas", "train", "--schedule", "tiny", "--out", str(root / "run"), "--no-progress",
-           "--bundle", str(root / "fmnist-mbv3"), "--bundle-pairs", "24", "--bundle-images", "300",
-           "--predictor-kinds", "gp,mlp"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return root / "fmnist-mbv3"
-
-
 @needs_fmnist
 @pytest.mark.slow
 def test_train_bundle_writes_a_complete_bundle_that_loads(tiny_bundle):

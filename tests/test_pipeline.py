@@ -27,6 +27,76 @@ def run_dir(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def bundle_run(tiny_bundle, tmp_path_factory):
+    """The main job on a supernet bundle (`--pretrained`): nothing trained, pairs and predictor taken."""
+    root = tmp_path_factory.mktemp("bundle-runs")
+    cmd = [sys.executable, "-m", "hwnas", "run", "--config", str(REPO / "configs/tiny-cpu.yaml"), "--out-root", str(root),
+           "--name", "on-bundle", "--pretrained", str(tiny_bundle), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root / "on-bundle", proc.stdout
+
+
+@pytest.mark.slow
+def test_main_job_on_a_bundle_trains_nothing_and_uses_the_bundles_pairs_and_predictor(bundle_run, tiny_bundle):
+    import optuna
+    from hwnas.estimators import load_bundle
+    from hwnas.estimators.accuracy import load_accuracy_predictor
+    from hwnas.search_space import Space
+
+    run_dir, log = bundle_run
+    assert "SHA-256 of its" in log and "verified" in log and str(tiny_bundle) in log
+    assert not (run_dir / "supernet").exists()  # nothing trained, nothing copied
+    b = load_bundle(tiny_bundle)
+    pairs = pd.read_csv(run_dir / "accuracy_samples.csv")
+    assert list(pairs["arch"]) == [str(a) for a in b.pairs()[0]]
+    space = Space.preset("fmnist-mbv3")
+    archs = space.sample_many(8, 3, unique=True)
+    ours, theirs = load_accuracy_predictor(run_dir / "accuracy_predictor.json"), b.predictor()
+    np.testing.assert_allclose(ours.predict_many(archs), theirs.predict_many(archs), rtol=1e-6)
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    assert optuna.load_study(study_name=name, storage=storage).user_attrs["supernet"] == str(tiny_bundle)
+    exported = pd.read_csv(run_dir / "exported.csv")
+    assert len(exported) >= 1 and len(list((run_dir / "exported").iterdir())) == len(exported)
+
+
+@pytest.mark.slow
+def test_main_job_refuses_a_bundle_whose_hash_does_not_match(tiny_bundle, tmp_path):
+    import shutil
+
+    bad = tmp_path / "fmnist-mbv3"
+    shutil.copytree(tiny_bundle, bad)
+    with open(bad / "accuracy_pairs.csv", "a", encoding="utf-8") as f:
+        f.write("\n")
+    cmd = [sys.executable, "-m", "hwnas", "run", "--config", str(REPO / "configs/tiny-cpu.yaml"), "--out-root",
+           str(tmp_path / "runs"), "--pretrained", str(bad), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "accuracy_pairs.csv" in err[0] and "SHA-256" in err[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs" / "tiny-cpu" / "study.db").exists()  # refused before any stage's work
+
+
+def test_run_config_pretrained_auto_null_and_retrain(tmp_path):
+    """`train.pretrained`: auto (the default) takes the space's shipped bundle only when one is shipped;
+    null and --retrain train; a name that is no bundle is refused."""
+    from hwnas.errors import CheckpointError
+    from hwnas.pipeline.config import load_run_config
+    from hwnas.pipeline.train import pretrained_bundle
+    from hwnas.supernet.checkpoint import BUNDLE_ROOT, bundle_names
+
+    cfg = load_run_config(REPO / "configs/fmnist-cpu.yaml")
+    assert cfg.pretrained == "auto"
+    assert pretrained_bundle(cfg) == (BUNDLE_ROOT / "fmnist-mbv3" if "fmnist-mbv3" in bundle_names() else None)
+    assert pretrained_bundle(load_run_config(REPO / "configs/fmnist-cpu.yaml", retrain=True)) is None
+    assert load_run_config(REPO / "configs/tiny-cpu.yaml").pretrained is None
+    with pytest.raises(CheckpointError, match="no supernet at"):
+        pretrained_bundle(load_run_config(REPO / "configs/fmnist-cpu.yaml", pretrained="no-such-bundle"))
+
+
 @pytest.mark.slow
 def test_every_output_exists(run_dir):
     for name in ["config.json", "supernet/supernet.safetensors", "supernet/supernet.json", "study.db",
@@ -133,7 +203,6 @@ def test_run_restores_torch_threads_when_a_stage_fails(tmp_path):
     on the error path too: here the first stage (train) fails on a data folder with no dataset in it,
     after the job has started."""
     import torch
-
     from hwnas.errors import HwnasError
     from hwnas.pipeline import run
     from hwnas.pipeline.config import load_run_config
