@@ -319,7 +319,9 @@ def search(
     there). `storage`: None (in memory), `sqlite:///PATH`, `postgresql://...`, or a journal file.
     `runner="optuna"` runs in this process (`workers > 1`: that many processes share the study,
     which needs a persistent storage); `runner="ray"` runs trials as Ray Tune trials, `workers`
-    at a time, on the cluster at `ray_address` (None: a local Ray instance).
+    at a time, on the cluster at `ray_address` (None: a local Ray instance). `sampler`: one of
+    SAMPLERS; `auto` picks by `n_trials` and the objective count (searchers/_auto.py) and the study
+    records the pick.
     """
     import optuna
 
