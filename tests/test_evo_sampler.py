@@ -210,6 +210,18 @@ def test_kill_9_mid_search_then_resume_loses_and_repeats_nothing(tmp_path):
     assert len(s.trials) - n_total <= 1  # at most the trial running at the kill, now FAIL
 
 
+@pytest.mark.slow
+def test_two_worker_processes_on_one_sqlite_study_share_the_generations_without_repeats(tmp_path):
+    url = f"sqlite:///{tmp_path}/w.db"
+    space = small_space()
+    search(space, "analytic", objectives="f1,f2", budgets="f1<=0.5", n_trials=60, storage=url, study_name="w",
+           workers=2, sampler="evo", population_size=10)
+    s = load_study("w", url)
+    done = [t for t in s.trials if t.state == C]
+    assert len(done) == 60 and len({t.user_attrs["arch"] for t in done}) == 60
+    assert study_spec(s).sampler == "evo"
+
+
 # ---- auto ------------------------------------------------------------------------------------------------------
 def test_auto_resolves_to_a_concrete_sampler_by_the_table_and_says_which(caplog):
     concrete = set(SAMPLERS) - {"auto"}
