@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-providers", action="store_true", help="list objective providers and exit")
     p.add_argument("--trials", type=int, default=200, metavar="N", help="total COMPLETE trials the study should hold (default 200)")
     p.add_argument("--sampler", default="nsga2", choices=SAMPLER_CHOICES, metavar="SAMPLER",
-                   help="Optuna sampler, one of %(choices)s (default nsga2)")
-    p.add_argument("--population-size", type=int, default=None, metavar="N", help="NSGA-II/III population (default 50)")
+                   help="Optuna sampler, one of %(choices)s (default nsga2; auto picks by --trials and the "
+                   "number of objectives, docs/search.md)")
+    p.add_argument("--population-size", type=int, default=None, metavar="N", help="NSGA-II/III and evo population (default 50)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default: in memory, lost at exit)")
     p.add_argument("--study", default=None, metavar="NAME", help="study name (default hwnas-SPACE)")
@@ -101,6 +102,12 @@ def _search(args: argparse.Namespace) -> int:
             print(f"{name:12s} metrics {','.join(metrics) or 'any'}: {help_}")
         return 0
     objectives = ",".join(args.objective) if args.objective else "flops,params:max"
+    if args.sampler == "auto":
+        from hwnas.searchers import parse_objectives
+        from hwnas.searchers._auto import resolve_sampler
+
+        args.sampler = resolve_sampler("auto", n_trials=args.trials, n_objectives=len(parse_objectives(objectives)))
+        print(f"sampler auto -> {args.sampler} ({args.trials} trials; the table in docs/search.md)", file=sys.stderr)
     runner = "ray" if args.ray_address else "optuna"
     if runner == "ray" and args.storage:
         # If the Ray head goes away, Ray ends this process itself (no exception reaches us to print

@@ -39,15 +39,24 @@ __all__ = ["SAMPLERS", "make_sampler", "search", "evaluate_trial", "load_study",
 
 log = logging.getLogger("hwnas.searchers")
 
-SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3")
+# `auto` resolves to one of the others by trial budget and objective count (searchers/_auto.py).
+SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3", "evo", "auto")
 # Consecutive failed trials after which a search stops (a broken objective, not bad luck).
 MAX_CONSECUTIVE_FAILURES = 25
 
 
-def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, population_size: int | None = None) -> Any:
-    """An Optuna sampler by name: nsga2 (default), tpe, random, gp, nsga3."""
+def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, population_size: int | None = None,
+                 space: Space | None = None, n_trials: int | None = None) -> Any:
+    """An Optuna sampler by name: nsga2 (default), tpe, random, gp, nsga3, evo (searchers/_evo.py;
+    `space`: None reads it from the study), or auto (picked by `n_trials` and `n_objectives`)."""
     import optuna
+    from hwnas.searchers._auto import resolve_sampler
 
+    name = resolve_sampler(name, n_trials=n_trials, n_objectives=n_objectives)
+    if name == "evo":
+        from hwnas.searchers._evo import EvoSampler
+
+        return EvoSampler(space, seed=seed, population_size=population_size or 50)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size or 50)
     if name == "nsga3":
@@ -273,7 +282,8 @@ def _worker_main(a: dict[str, Any]) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = Space.from_dict(a["space"])
     fn = a["fn"] if a["fn"] is not None else make_objective(space, a["providers"], **a["provider_options"])
-    sampler = make_sampler(a["sampler"], seed=a["seed"], n_objectives=len(a["objectives"]), population_size=a["population_size"])
+    sampler = make_sampler(a["sampler"], seed=a["seed"], n_objectives=len(a["objectives"]), population_size=a["population_size"],
+                           space=space)
     study = optuna.load_study(study_name=a["study_name"], storage=open_storage(a["storage"]), sampler=sampler)
     _run_local(study, space, fn, parse_objectives(a["objectives"]), parse_budgets(a["budgets"]), a["n_trials"],
                shared=True, progress=a["progress"], desc=f"worker {a['index']}")
@@ -309,7 +319,9 @@ def search(
     there). `storage`: None (in memory), `sqlite:///PATH`, `postgresql://...`, or a journal file.
     `runner="optuna"` runs in this process (`workers > 1`: that many processes share the study,
     which needs a persistent storage); `runner="ray"` runs trials as Ray Tune trials, `workers`
-    at a time, on the cluster at `ray_address` (None: a local Ray instance).
+    at a time, on the cluster at `ray_address` (None: a local Ray instance). `sampler`: one of
+    SAMPLERS; `auto` picks by `n_trials` and the objective count (searchers/_auto.py) and the study
+    records the pick.
     """
     import optuna
 
@@ -321,6 +333,9 @@ def search(
         raise ConfigError(f"n_trials={n_trials!r} must be an int >= 1")
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r}; allowed: {list(SAMPLERS)}")
+    from hwnas.searchers._auto import resolve_sampler
+
+    sampler = resolve_sampler(sampler, n_trials=n_trials, n_objectives=len(objs))  # auto: the study records its pick
     if runner not in ("optuna", "ray"):
         raise ConfigError(f"runner={runner!r} not allowed; allowed: ['optuna', 'ray']")
     if not isinstance(workers, int) or workers < 1:
@@ -348,7 +363,7 @@ def search(
     if sampler == "nsga2" and kind == "memory" and runner == "optuna":
         samp = in_process_nsga2(space, seed=seed, population_size=population_size)
     else:
-        samp = make_sampler(sampler, seed=seed, n_objectives=len(objs), population_size=population_size)
+        samp = make_sampler(sampler, seed=seed, n_objectives=len(objs), population_size=population_size, space=space)
     if name in existing:
         if not resume:
             raise ConfigError(f"study {name!r} already exists in {redact_url(storage)}; pass --resume to continue it or pick another --study")

@@ -1,0 +1,352 @@
+"""`evo`: an evolutionary sampler that varies whole archs of the space, as an Optuna sampler.
+
+Optuna's GA samplers see a trial as a flat set of categorical parameters. Crossing over two parents'
+`s2.b3.k` means nothing when either runs stage 2 at depth 2, and most mutations land in slots the
+arch does not use, so a child often is its parent again (the main job's 1,000-trial NSGA-II study
+held 6 distinct archs on its front). Here a proposal is an `Arch`, varied with `Space.mutate` and
+`Space.crossover` (a stage's depth and its blocks change together; no parameter of an unused slot
+is ever varied), and the params Optuna stores are `space.to_choices(arch)`.
+
+How it maps onto Optuna: `infer_relative_search_space` is the space's choice map (the
+distributions the study model suggests), `sample_relative` proposes one whole arch and returns
+its choices, so every runner and storage (in process, worker processes on one storage, Ray Tune)
+uses it unchanged. The sampler keeps nothing that is not derived from the study, so a resumed
+search, or another process on the same storage, carries on from what the study holds:
+
+- Generation g is proposed while the study holds g*P .. (g+1)*P - 1 COMPLETE trials (P the
+  population size; completed trials taken in trial-number order). Generation 0 is the
+  `warm_start` archs, then random archs. A study that already holds trials (another sampler's, a
+  resumed search's) is that history: its completed trials are the first generations' members.
+- The parents of generation g >= 1 are the P best of generation g-1's parents and the P trials
+  completed in generation g-1 (NSGA-II's elitist selection), ranked by Deb's constraint-
+  domination: a feasible trial beats an infeasible one, a smaller total violation a larger one,
+  and feasible trials are ranked by non-dominated sorting, ties in a front broken by crowding
+  distance (then by trial number, so selection is deterministic).
+- Proposals of generation g are a stream drawn from a `random.Random` seeded by (seed, g):
+  binary tournament, crossover (probability `crossover_prob`), mutation (each choice with
+  probability `mutation_prob`). A trial takes the stream's first arch the study does not hold
+  yet, where held means the `arch` of any trial, or the choices of one still running, except a
+  trial failed without being evaluated (a killed search's, or a surplus one given back). So a seed
+  gives the same sequence of archs, and the sampler never proposes an arch the study holds while
+  any other is left: after a few hundred repeats it draws random archs, and in a space small
+  enough to enumerate, the first arch not held.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from hwnas.errors import ArchError, ConfigError
+from hwnas.search_space import Arch, Space
+from hwnas.searchers.pareto import pareto_ranks
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["EvoSampler", "Member", "constrained_ranks", "crowding_distance", "survivors"]
+
+log = logging.getLogger("hwnas.searchers")
+
+# A FAIL trial whose `error` starts with one of these never ran its objective (searchers/_optuna.py:
+# `--resume` fails the trial a killed search was running; a worker gives back a surplus trial), so
+# it does not hold its arch: proposing that arch again loses nothing and repeats nothing.
+NOT_EVALUATED = ("interrupted", "surplus")
+# Children drawn for one proposal before taking random archs instead (all repeats of held archs).
+MAX_DRAWS = 256
+# Spaces up to this size are enumerated when random draws only find held archs (nearly exhausted).
+ENUMERATE_LIMIT = 200_000
+MAX_POPULATION = 100_000
+
+
+@dataclass(frozen=True)
+class Member:
+    """A completed trial as selection sees it: arch, objective values to minimise, total violation."""
+
+    number: int
+    arch: Arch
+    values: tuple[float, ...]  # maximised objectives negated
+    violation: float  # sum of the positive constraint values; 0 when feasible, inf when unknown
+
+
+def constrained_ranks(F: np.ndarray, violation: np.ndarray) -> np.ndarray:
+    """Deb's constraint-domination as ranks (1 = best): feasible rows by non-dominated sorting, then
+    infeasible rows after all of them, one rank per distinct total violation, smaller first."""
+    F = np.asarray(F, dtype=float)
+    v = np.asarray(violation, dtype=float)
+    ranks = np.zeros(len(F), dtype=np.int64)
+    feas = v <= 0
+    top = 0
+    if feas.any():
+        ranks[feas] = pareto_ranks(F[feas])
+        top = int(ranks[feas].max())
+    if (~feas).any():
+        ranks[~feas] = top + 1 + np.unique(v[~feas], return_inverse=True)[1]
+    return ranks
+
+
+def crowding_distance(F: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of the rows of one front (inf at each objective's extremes)."""
+    F = np.asarray(F, dtype=float)
+    n = len(F)
+    if n <= 2:
+        return np.full(n, math.inf)
+    d = np.zeros(n)
+    for j in range(F.shape[1]):
+        order = np.argsort(F[:, j], kind="stable")
+        col = F[order, j]
+        d[order[0]] = d[order[-1]] = math.inf
+        span = col[-1] - col[0]
+        if span > 0:
+            d[order[1:-1]] += (col[2:] - col[:-2]) / span
+    return d
+
+
+def survivors(members: Sequence[Member], k: int) -> list[Member]:
+    """The `k` best members, best first: by constrained rank, then crowding (larger first), then number."""
+    if not members:
+        return []
+    F = np.array([m.values for m in members], dtype=float)
+    v = np.array([m.violation for m in members], dtype=float)
+    ranks = constrained_ranks(F, v)
+    crowd = np.zeros(len(members))
+    for r in np.unique(ranks):
+        idx = np.flatnonzero(ranks == r)
+        if v[idx[0]] <= 0:  # a front of feasible members; an infeasible rank is one violation level
+            crowd[idx] = crowding_distance(F[idx])
+    order = sorted(range(len(members)), key=lambda i: (ranks[i], -crowd[i], members[i].number))
+    return [members[i] for i in order[:k]]
+
+
+@dataclass
+class _Generation:
+    """One generation's parents (best first) and its stream of proposals so far."""
+
+    parents: list[Member]
+    rng: random.Random
+    proposals: list[Arch] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+
+class EvoSampler(optuna.samplers.BaseSampler):
+    """Space-aware evolutionary multi-objective sampler (see the module docstring for how it works).
+
+    `space`: the Space the study searches (None: read from the study's `hwnas.space` attribute,
+    which `hwnas.searchers.search` sets). `warm_start`: archs (or `"min"` / `"max"`) proposed
+    before anything else, each once. `mutation_prob`: per-choice mutation probability (default
+    1 / the number of choices, at least 0.02). `seed`: the same seed gives the same archs.
+    """
+
+    def __init__(self, space: Space | str | None = None, *, population_size: int = 50, seed: int | None = None,
+                 mutation_prob: float | None = None, crossover_prob: float = 0.9,
+                 warm_start: Sequence[Arch | str] = ()) -> None:
+        if isinstance(population_size, bool) or not isinstance(population_size, int) or \
+                not 2 <= population_size <= MAX_POPULATION:
+            raise ConfigError(f"population_size={population_size!r} must be an int in [2, {MAX_POPULATION}]")
+        if mutation_prob is not None and not 0.0 < mutation_prob <= 1.0:
+            raise ConfigError(f"mutation_prob={mutation_prob!r} must be in (0, 1]")
+        if not 0.0 <= crossover_prob <= 1.0:
+            raise ConfigError(f"crossover_prob={crossover_prob!r} must be in [0, 1]")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ConfigError(f"seed={seed!r} must be an int or None")
+        self.population_size = population_size
+        self.crossover_prob = crossover_prob
+        self._mutation_prob = mutation_prob
+        self._seed = int(seed) if seed is not None else random.SystemRandom().getrandbits(62)
+        self._space = Space.preset(space) if isinstance(space, str) else space
+        self._warm_raw = tuple(warm_start)
+        self._independent = optuna.samplers.RandomSampler(seed=seed)
+        self._study_name: str | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._held: set[str] = set()  # archs of finished trials that hold theirs
+        self._recorded: set[int] = set()  # numbers of finished trials read
+        self._scan_from = 0  # every trial listed before this index is finished and read
+        self._complete: dict[int, Member] = {}
+        self._parents: dict[int, list[Member]] = {0: []}
+        self._gens: dict[int, _Generation] = {}
+        self._warm: list[Arch] | None = None
+        self._enumerated: list[tuple[str, Arch]] | None = None
+
+    @property
+    def space(self) -> Space | None:
+        return self._space
+
+    @property
+    def mutation_prob(self) -> float:
+        if self._mutation_prob is not None:
+            return self._mutation_prob
+        n = len(self._space.choices()) if self._space is not None else 0
+        return max(1.0 / n, 0.02) if n else 0.1
+
+    # ---- Optuna's sampler interface ----------------------------------------------------------------
+    def infer_relative_search_space(self, study: Any, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        self._bind(study)
+        return {k: CategoricalDistribution(list(v)) for k, v in self._space.choices().items()}
+
+    def sample_relative(self, study: Any, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        arch = self.propose(study)
+        return {k: v for k, v in self._space.to_choices(arch).items() if k in search_space}
+
+    def sample_independent(self, study: Any, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        # Only parameters outside the space's choice map get here (an objective suggesting its own).
+        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def reseed_rng(self) -> None:
+        # Optuna reseeds samplers it runs in threads; the proposals stay those of the seed.
+        self._independent.reseed_rng()
+
+    # ---- proposals ------------------------------------------------------------------------------
+    def propose(self, study: Any) -> Arch:
+        """The next arch for a trial of `study`: a warm-start arch, else its generation's next one."""
+        self._bind(study)
+        running = self._read(study)
+
+        def held(key: str) -> bool:
+            return key in self._held or key in running
+
+        for a in self._warm_archs():
+            if not held(str(a)):
+                return a
+        gen = self._generation(len(self._complete) // self.population_size)
+        for a, k in zip(gen.proposals, gen.keys):
+            if not held(k):
+                return a
+        child = None
+        for draw in (lambda: self._breed(gen), lambda: self._space.sample(gen.rng)):
+            for _ in range(MAX_DRAWS):
+                child = draw()
+                k = str(child)
+                if not held(k):
+                    gen.proposals.append(child)
+                    gen.keys.append(k)
+                    return child
+        for k, a in self._enumeration():
+            if not held(k):
+                return a
+        log.warning("evo: every arch drawn is already in study %r (the space is exhausted or nearly so); "
+                    "proposing a repeat", study.study_name)
+        return child
+
+    def parents(self, study: Any) -> list[Member]:
+        """The parents the next proposal for `study` is bred from, best first (empty in generation 0)."""
+        self._bind(study)
+        self._read(study)
+        return list(self._generation(len(self._complete) // self.population_size).parents)
+
+    def _breed(self, gen: _Generation) -> Arch:
+        parents, r, space = gen.parents, gen.rng, self._space
+        if not parents:
+            return space.sample(r)
+        # Binary tournament: parents are sorted best first, so the smaller index wins.
+        a = parents[min(r.randrange(len(parents)), r.randrange(len(parents)))]
+        child = a.arch
+        if len(parents) > 1 and r.random() < self.crossover_prob:
+            b = parents[min(r.randrange(len(parents)), r.randrange(len(parents)))]
+            child = space.crossover(child, b.arch, r)
+        return space.mutate(child, r, prob=self.mutation_prob)
+
+    def _generation(self, g: int) -> _Generation:
+        gen = self._gens.get(g)
+        if gen is not None:
+            return gen
+        order = sorted(self._complete)
+        P = self.population_size
+        h = max(k for k in self._parents if k <= g)
+        while h < g:
+            h += 1
+            pool = self._parents[h - 1] + [self._complete[n] for n in order[(h - 1) * P:h * P]]
+            self._parents[h] = survivors(pool, P)
+        # A string seed is hashed with SHA-512 by `random`: the same stream on every platform and run.
+        gen = _Generation(self._parents[g], random.Random(f"hwnas-evo:{self._seed}:{g}"))
+        self._gens[g] = gen
+        return gen
+
+    def _warm_archs(self) -> list[Arch]:
+        if self._warm is None:
+            sp = self._space
+            self._warm = [sp.min_arch() if a == "min" else sp.max_arch() if a == "max" else sp.parse(a)
+                          for a in self._warm_raw]
+        return self._warm
+
+    def _enumeration(self) -> Iterator[tuple[str, Arch]]:
+        if self._space.size() > ENUMERATE_LIMIT:
+            return iter(())
+        if self._enumerated is None:
+            self._enumerated = [(str(a), a) for a in self._space.enumerate(limit=ENUMERATE_LIMIT)]
+        return iter(self._enumerated)
+
+    # ---- reading the study ----------------------------------------------------------------------------
+    def _bind(self, study: Any) -> None:
+        """Take the study's space and directions; a sampler moved to another study starts afresh."""
+        if study.study_name == self._study_name:
+            return
+        if self._space is None:
+            d = study.user_attrs.get("hwnas.space")
+            if d is None:
+                raise ConfigError(f"the evo sampler needs the space of study {study.study_name!r}: pass "
+                                  "EvoSampler(space=...) or create the study with hwnas.searchers.search")
+            self._space = Space.from_dict(d)
+        self._signs = tuple(-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions)
+        self._study_name = study.study_name
+        self._reset()
+
+    def _read(self, study: Any) -> set[str]:
+        """Read the trials finished since the last call; return the archs of those not finished."""
+        trials = study.get_trials(deepcopy=False)
+        running: set[str] = set()
+        prefix = True
+        for t in trials[self._scan_from:]:
+            if t.state.is_finished():
+                if t.number not in self._recorded:
+                    self._record(t)
+                if prefix:
+                    self._scan_from += 1
+                continue
+            prefix = False
+            k = self._key(t)
+            if k is not None:
+                running.add(k)
+        return running
+
+    def _record(self, t: FrozenTrial) -> None:
+        self._recorded.add(t.number)
+        if t.state == TrialState.FAIL and str(t.user_attrs.get("error", "")).startswith(NOT_EVALUATED):
+            return
+        k = self._key(t)
+        if k is None:
+            return
+        self._held.add(k)
+        if t.state != TrialState.COMPLETE or t.values is None or len(t.values) != len(self._signs):
+            return
+        try:
+            arch = self._space.parse(k)
+        except ArchError:  # an arch of another space in a reused study: not a parent
+            return
+        c = t.constraints
+        violation = sum(max(0.0, float(x)) for x in c.values())
+        if any(math.isnan(float(x)) for x in c.values()):
+            violation = math.inf
+        self._complete[t.number] = Member(t.number, arch, tuple(s * float(v) for s, v in zip(self._signs, t.values)),
+                                          violation)
+
+    def _key(self, t: FrozenTrial) -> str | None:
+        """The arch string of a trial: its `arch` attribute, else its params once all are suggested."""
+        a = t.user_attrs.get("arch")
+        if a is not None:
+            return str(a)
+        names = self._space.choices()
+        if not names or not all(k in t.params for k in names):
+            return None
+        try:
+            return str(self._space.from_choices({k: t.params[k] for k in names}))
+        except ArchError:
+            return None
