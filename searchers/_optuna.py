@@ -123,7 +123,11 @@ def load_study(study_name: str | None, storage: str | Any) -> Any:
         f = existing_storage_path(storage)
         if f is not None and not f.is_file():
             raise ConfigError(f"storage file {str(f)!r} does not exist (from {storage!r}); give the storage a search wrote")
-    st = open_storage(storage) if isinstance(storage, str) or storage is None else storage
+        # Optuna creates its tables in a database without them: refuse one that holds no study instead.
+        from hwnas.searchers._storage import require_optuna_tables
+
+        require_optuna_tables(storage)
+    st = open_storage(storage, reading=True) if isinstance(storage, str) or storage is None else storage
     if isinstance(st, optuna.storages.InMemoryStorage):
         raise ConfigError("an in-memory storage holds no saved study; pass --storage sqlite:///... or a journal file")
     names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)] if study_name is None else None
