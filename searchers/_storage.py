@@ -168,7 +168,7 @@ def require_optuna_tables(url: str) -> None:
     if not head:
         raise ConfigError(f"{where} is an empty file, not an Optuna study database ({left})")
     if head != _SQLITE_MAGIC:
-        raise ConfigError(f"{where} is not a SQLite database ({left})")
+        raise ConfigError(f"{where} is not a database (no SQLite header: corrupt, or another kind of file; {left})")
     import sqlite3
 
     try:

@@ -64,7 +64,7 @@ def _tableless(path: Path) -> Path:
 CASES = {
     "empty-file": (_empty, "is an empty file"),
     "foreign-database": (_foreign, "without Optuna's tables (it has: invoices)"),
-    "text-file": (_text, "is not a SQLite database"),
+    "text-file": (_text, "is not a database (no SQLite header"),
     "database-without-tables": (_tableless, "is an empty database"),
 }
 
