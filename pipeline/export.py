@@ -65,9 +65,13 @@ def export_pick(
         "predicted": dict(predicted or {}),
         "measured": measured,
         "notes": {
-            "accuracy": "predicted.accuracy: search-val split through the supernet after BN recalibration (the value the "
-                        "final front was built on; predicted.predicted_accuracy is the accuracy predictor's); measured: "
-                        "test set after BN recalibration",
+            # A pick from the re-measured front carries both accuracies; one from a study's trials only the search's.
+            "accuracy": ("predicted.accuracy: search-val split through the supernet after BN recalibration (the value the "
+                         "final front was built on and the pick ranked by; predicted.predicted_accuracy is the accuracy "
+                         "predictor's); measured: test set after BN recalibration")
+            if "predicted_accuracy" in (predicted or {}) else
+            ("predicted.accuracy: the value the search recorded (for a `hwnas run` study, the accuracy predictor's); "
+             "measured: test set after BN recalibration"),
             "latency": "batch 1 on this machine (hwnas.estimators.measure): latency_ms = min of repeated runs (the "
                        "statistic the LUT predictors are fitted on, robust on a shared machine; the main job takes the "
                        "min over 3 interleaved rounds); latency_median_ms beside it",

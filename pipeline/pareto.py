@@ -1,6 +1,11 @@
 """Stage 5, pareto: the search re-measured. Up to `search.refine` distinct archs of the study by
 Pareto rank are scored on search-val through the supernet (like the accuracy pairs); the final
-front (`pareto.csv`, `pareto.png`) is taken over those and the pairs (`candidates.csv`)."""
+front (`pareto.csv`, `pareto.png`) is taken over those and the pairs (`candidates.csv`).
+
+The study keeps what was measured too (study user attributes `hwnas.remeasured`, the candidates
+table, and `hwnas.metric_sources`, what each recorded metric is), so `hwnas pareto` / `hwnas export`
+on `study.db` show and pick from the same front the run exported from, with predicted and
+measured accuracy named apart, not from the predicted values the trials hold."""
 
 from __future__ import annotations
 
@@ -17,14 +22,53 @@ from hwnas.pipeline.context import RunContext
 from hwnas.pipeline.plots import plot_pareto
 from hwnas.pipeline.search import search_objective
 
-__all__ = ["stage_pareto", "study_front", "final_front", "front_from_table", "refine_candidates"]
+__all__ = ["stage_pareto", "study_front", "final_front", "front_from_table", "refine_candidates", "label_study"]
 
 
 def study_front(search_summary: Mapping[str, Any]) -> Any:
-    """Every trial of the search (the search stage's summary names the study): accuracy is the predictor's."""
+    """Every trial of the search (the search stage's summary names the study): accuracy is the
+    predictor's (labelled `accuracy_predicted` once the pareto stage has labelled the study)."""
     from hwnas.searchers import ParetoFront
 
-    return ParetoFront.load(search_summary["study"], search_summary["storage"])
+    return ParetoFront.load(search_summary["study"], search_summary["storage"], measured=False)
+
+
+def metric_sources(cfg: RunConfig) -> dict[str, str]:
+    """What each metric the run's search records is (stored in the study, shown by `hwnas pareto --format json`)."""
+    out = {"accuracy": "predicted: the accuracy predictor (accuracy_predictor.json), what the search optimised",
+           "params": "counted: parameters of the static subnet", "macs": "counted: multiply-accumulates, batch 1",
+           "flops": "counted: 2 x MACs"}
+    for d in cfg.devices:
+        out[f"latency_ms@{d}"] = f"predicted: the LUT latency predictor of {d} (batch 1; min of repeated runs)"
+        out[f"peak_mem_mb@{d}"] = "estimated: the memory model (weights + peak live activations, batch 1)"
+        out[f"energy_mj@{d}"] = "estimated: predicted latency x a stated power model, never measured"
+    return out
+
+
+def measured_source(cfg: RunConfig) -> str:
+    return (f"measured: search-val split ({cfg.val_images} images) through the supernet after BN recalibration "
+            f"({cfg.calib_images} training images)")
+
+
+def label_study(search_summary: Mapping[str, Any], cfg: RunConfig, cand: Any = None, trials: Any = None) -> None:
+    """Store in the study what its metrics are and (with `cand`, the candidates table, and `trials`, the
+    study's front) the re-measured candidates, one row per arch with every trial number of the arch."""
+    from hwnas.searchers import load_study
+    from hwnas.searchers.pareto import REMEASURED_ATTR, SOURCES_ATTR
+
+    study = load_study(search_summary["study"], search_summary["storage"])
+    study.set_user_attr(SOURCES_ATTR, metric_sources(cfg))
+    doc: dict[str, Any] = {"metric": "accuracy", "predicted_as": "predicted_accuracy", "source": measured_source(cfg)}
+    if cand is not None:
+        of_arch: dict[str, list[int]] = {}
+        for a, t in zip(trials.archs, trials.trials.tolist()):
+            of_arch.setdefault(a, []).append(int(t))
+        skip = {"trial", "arch", "source", "feasible", "front", "rank", "trials"}
+        doc["archs"] = [str(a) for a in cand["arch"]]
+        doc["trials"] = [sorted(of_arch.get(a, [])) for a in cand["arch"]]
+        doc["metrics"] = {k: [None if not np.isfinite(v) else float(v) for v in cand[k].to_numpy(dtype=float)]
+                          for k in cand.columns if k not in skip}
+    study.set_user_attr(REMEASURED_ATTR, doc)
 
 
 def final_front(cfg: RunConfig, run_dir: Path) -> Any:
@@ -39,7 +83,7 @@ def front_from_table(cfg: RunConfig, df: Any) -> Any:
     """A ParetoFront over a candidates table (its metric columns; bookkeeping columns skipped)."""
     from hwnas.searchers import ParetoFront
 
-    skip = {"trial", "arch", "feasible", "front", "rank", "source"}
+    skip = {"trial", "trials", "arch", "feasible", "front", "rank", "source"}
     return ParetoFront.build(objectives=list(cfg.objectives), archs=list(df["arch"]),
                              metrics={k: df[k].to_numpy() for k in df.columns if k not in skip},
                              trials=df["trial"].to_numpy(), budgets=list(cfg.budgets))
@@ -86,6 +130,7 @@ def stage_pareto(ctx: RunContext) -> dict[str, Any]:
     from tqdm import tqdm
 
     cfg, run_dir, space = ctx.cfg, ctx.run_dir, ctx.space
+    label_study(ctx.summaries["search"], cfg)  # before reading: trials.csv then names its accuracy as predicted
     trials_front = study_front(ctx.summaries["search"])
     atomic_write_text(run_dir / "trials.csv", trials_front.to_frame(all_trials=True).to_csv(index=False))
     fn = search_objective(space, run_dir, cfg.devices)
@@ -117,6 +162,7 @@ def stage_pareto(ctx: RunContext) -> dict[str, Any]:
         rows.append({"trial": t, "arch": a, "source": src, **m, "predicted_accuracy": m["accuracy"],
                      "accuracy": float(measured[a])})
     cand = pd.DataFrame(rows)
+    label_study(ctx.summaries["search"], cfg, cand, trials_front)
     front = front_from_table(cfg, cand)
     full = front.to_frame(all_trials=True).assign(source=cand["source"].to_numpy())
     atomic_write_text(run_dir / "candidates.csv", full.to_csv(index=False))

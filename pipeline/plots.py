@@ -33,8 +33,8 @@ def plot_pareto(front: Any, cfg: RunConfig, path: Path, exported: list[dict[str,
     for ax, d in zip(axes[0], devs):
         if trials is not None:
             t = trials[trials["feasible"]]
-            ax.scatter(t[f"latency_ms@{d}"], t["accuracy"] * 100, s=4, c="lightgrey", alpha=0.5,
-                       label=f"search trials, predicted accuracy ({len(t)})")
+            ax.scatter(t[study_front.label(f"latency_ms@{d}")], t[study_front.label("accuracy")] * 100, s=4,
+                       c="lightgrey", alpha=0.5, label=f"search trials, predicted accuracy ({len(t)})")
         lat = feas[f"latency_ms@{d}"].to_numpy()
         acc = feas["accuracy"].to_numpy()
         mask = nondominated_mask(np.stack([lat, -acc], axis=1))

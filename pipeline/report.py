@@ -118,7 +118,11 @@ def report_markdown(cfg: RunConfig, S: dict[str, dict[str, Any]], table: Any) ->
         "recalibration, as the pairs were. Spearman of predicted vs measured accuracy over the re-measured search "
         f"archs: {par['predicted_front_spearman']:.2f}. The final front (`pareto.csv`, "
         f"{par['front_size']} members) uses the measured search-val accuracy and the predicted latency, memory and energy "
-        "(`candidates.csv`: every candidate, both accuracies).",
+        "(`candidates.csv`: every candidate, both accuracies). The study stores these candidates too: "
+        f"`hwnas pareto --storage {_storage_arg(sea)}` lists this front (`accuracy_measured` beside "
+        "`accuracy_predicted`, one row per arch with all its trial numbers; `--predicted`: the trials' own values), "
+        f"and `hwnas export --storage {_storage_arg(sea)} --pick \"latency_ms@{cfg.primary_device}<=B\" --out DIR` "
+        "picks by measured accuracy, as this run did for its budgets below.",
         "",
         "![pareto](pareto.png)",
         "",
@@ -138,6 +142,13 @@ def report_markdown(cfg: RunConfig, S: dict[str, dict[str, Any]], table: Any) ->
         "",
     ]
     return "\n".join(lines)
+
+
+def _storage_arg(search_summary: dict[str, Any]) -> str:
+    """The study's storage and name as command arguments (a password in a server URL is not written)."""
+    from hwnas.searchers._storage import redact_url
+
+    return f"{redact_url(str(search_summary['storage']))} --study {search_summary['study']}"
 
 
 def _has_tabulate() -> bool:

@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an existing study (completed trials are kept)")
     p.add_argument("--warm-start", action="append", default=[], metavar="ARCH", help="arch string, 'min' or 'max' to try first (repeatable)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="front rows to print at the end (default 10)")
+    p.add_argument("--format", default="table", choices=["table", "csv", "json"],
+                   help="how to print the front at the end, as `hwnas pareto` does (default table)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
 
@@ -75,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--knee", action="store_true", help="print only the knee point")
     q.add_argument("--pick", default=None, metavar="EXPR", help="print the one member picked under these budgets")
     q.add_argument("--plot", default=None, metavar="PATH", help="also draw the front to PATH (.png or .svg)")
+    q.add_argument("--predicted", action="store_true",
+                   help="a `hwnas run` study: its search's own (predicted) values instead of its re-measured front, "
+                   "which is shown and picked from by default")
     q.set_defaults(func=_pareto)
 
 
@@ -131,9 +136,11 @@ def _search(args: argparse.Namespace) -> int:
             print(f"interrupted; completed trials are stored. Resume with:\n  {shlex.join(cmd)}", file=sys.stderr)
         raise
     front = ParetoFront.from_study(study)
-    print(f"study {study.study_name!r}: {len(front)} complete trials, {int(front.feasible().sum())} feasible, "
-          f"{int(front.front_mask().sum())} on the front")
-    _print_rows(front.rows(top=args.top), "table")
+    rows = front.rows(top=args.top)
+    if args.format == "table":
+        print(f"study {study.study_name!r}: {len(front)} complete trials, {int(front.feasible().sum())} feasible, "
+              f"{int(front.front_mask().sum())} distinct archs on the front")
+    _print_front(front, rows, (), args.format)
     return 0
 
 
@@ -142,29 +149,41 @@ def _pareto(args: argparse.Namespace) -> int:
 
     from hwnas.searchers import ParetoFront
 
-    front = ParetoFront.load(args.study, args.storage)
+    front = ParetoFront.load(args.study, args.storage, measured=False if args.predicted else None)
     if args.knee or args.pick:
         p = front.knee(args.budget) if args.knee else front.pick(list(args.budget) + [args.pick])
+        d = p.to_dict()
         if args.format == "json":
-            print(json.dumps(p.to_dict(), indent=2))
+            print(json.dumps(d, indent=2))
         else:
-            _print_rows([{"trial": p.trial, "arch": p.arch, **p.metrics}], args.format)
+            _print_rows([{"trial": p.trial, "trials": list(p.trials), "arch": p.arch, **d["metrics"]}], args.format)
         return 0
     rows = front.rows(args.budget, sort=args.sort, top=args.top)
     if args.plot:
         from hwnas.searchers.plots import draw_front, front_record
 
         draw_front(front_record(front, budgets=args.budget), args.plot)
-    if args.format == "json":
-        doc = {
-            "study": front.study_name, "objectives": [o.spec() for o in front.objectives],
-            "budgets": [str(b) for b in front.budgets] + list(args.budget), "n_trials": len(front),
-            "n_feasible": int(front.feasible(args.budget).sum()), "front": rows,
-        }
-        print(json.dumps(doc, indent=2))
-    else:
-        _print_rows(rows, args.format)
+    _print_front(front, rows, args.budget, args.format)
     return 0
+
+
+def _print_front(front: Any, rows: list[dict[str, Any]], budgets: Any, fmt: str) -> None:
+    """Front rows as a table, CSV, or one JSON document that also says what the values are."""
+    import json
+
+    if fmt != "json":
+        _print_rows(rows, fmt)
+        return
+    doc = {"study": front.study_name, "values": front.view,
+           "objectives": [front.label(o.name) + o.spec()[len(o.name):] for o in front.objectives],
+           "budgets": [str(b) for b in front.budgets] + list(budgets),
+           # the re-measured view holds candidates (distinct archs), not trials
+           ("n_candidates" if front.view == "measured" else "n_trials"): len(front),
+           "n_feasible": int(front.feasible(budgets).sum())}
+    if front.sources:
+        doc["sources"] = dict(front.sources)
+    doc["front"] = rows
+    print(json.dumps(doc, indent=2))
 
 
 def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
@@ -177,7 +196,7 @@ def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "csv":
         w = csv.DictWriter(sys.stdout, fieldnames=keys)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: _fmt(v, "csv") if isinstance(v, (list, tuple)) else v for k, v in r.items()} for r in rows)
         return
     cells = [[_fmt(r[k]) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
@@ -186,7 +205,11 @@ def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, fmt: str = "table") -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):  # an arch's trial numbers: all in CSV, the first few in a table
+        if fmt == "csv":
+            return ";".join(str(x) for x in v)
+        return ",".join(str(x) for x in v[:3]) + (f" (+{len(v) - 3})" if len(v) > 3 else "")
     return str(v)

@@ -132,7 +132,11 @@ def load_study(study_name: str | None, storage: str | Any) -> Any:
         f = existing_storage_path(storage)
         if f is not None and not f.is_file():
             raise ConfigError(f"storage file {str(f)!r} does not exist (from {storage!r}); give the storage a search wrote")
-    st = open_storage(storage) if isinstance(storage, str) or storage is None else storage
+        # Optuna creates its tables in a database without them: refuse one that holds no study instead.
+        from hwnas.searchers._storage import require_optuna_tables
+
+        require_optuna_tables(storage)
+    st = open_storage(storage, reading=True) if isinstance(storage, str) or storage is None else storage
     if isinstance(st, optuna.storages.InMemoryStorage):
         raise ConfigError("an in-memory storage holds no saved study; pass --storage sqlite:///... or a journal file")
     names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)] if study_name is None else None
@@ -147,6 +151,18 @@ def load_study(study_name: str | None, storage: str | Any) -> Any:
         raise ConfigError(f"study {study_name!r} not found in storage; studies there: {names}") from None
 
 
+def _set_metric_names(study: Any, objectives: Sequence[Objective]) -> None:
+    """Name the study's values (`accuracy`, `latency_ms@cpu`) so optuna-dashboard and
+    `trials_dataframe()` show them instead of "Objective 0" / `values_0`."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use; the warning is noise to users
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([o.name for o in objectives])
+
+
 def _distributions(space: Space) -> dict[str, Any]:
     from optuna.distributions import CategoricalDistribution
 
@@ -155,6 +171,12 @@ def _distributions(space: Space) -> dict[str, Any]:
 
 def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective], budgets: Sequence[Budget]) -> list[float]:
     """Run one trial of the study model (suggest, build the arch, evaluate, set constraints)."""
+    # Every choice is suggested, also the block slots deeper than the stage's sampled depth (their
+    # values are then unused; the arch string says what runs). The samplers need the fixed search
+    # space: NSGA-II (and in_process_nsga2) crosses over and mutates the intersection of all
+    # trials' distributions, TPE multivariate models the same intersection, and Ray's OptunaSearch
+    # is given the fixed distributions; a slot suggested only by deep archs would drop out of that
+    # intersection and be sampled at random, so a stage could not inherit its parents' deep blocks.
     params = {k: trial.suggest_categorical(k, v) for k, v in space.choices().items()}
     arch = space.from_choices(params)
     s = arch.to_string()
@@ -376,12 +398,15 @@ def search(
             )
         if [str(b) for b in spec.budgets] != [str(b) for b in buds]:
             raise ConfigError(f"study {name!r} has budgets {[str(b) for b in spec.budgets]}; asked for {[str(b) for b in buds]}")
+        if study.metric_names is None:  # a study from before hwnas named its metrics
+            _set_metric_names(study, objs)
         stale = _fail_stale(study)
         if stale:
             log.warning("resume: marked %d interrupted trial(s) as FAIL", stale)
         study.set_user_attr("hwnas.n_trials", n_trials)
     else:
         study = optuna.create_study(study_name=name, storage=st, sampler=samp, directions=[o.direction for o in objs])
+        _set_metric_names(study, objs)
         study.set_user_attr("hwnas.space", space.to_dict())
         study.set_user_attr("hwnas.objectives", [o.spec() for o in objs])
         study.set_user_attr("hwnas.budgets", [str(b) for b in buds])

@@ -10,7 +10,7 @@ from typing import Any
 from hwnas.errors import ConfigError
 from hwnas.searchers._optuna_internals import tune_sqlite
 
-__all__ = ["open_storage", "storage_kind", "STUDY_ATTRS"]
+__all__ = ["open_storage", "storage_kind", "require_optuna_tables", "STUDY_ATTRS"]
 
 # Study user attributes written by `search` so `hwnas pareto` can work from storage alone.
 STUDY_ATTRS = ("hwnas.space", "hwnas.objectives", "hwnas.budgets", "hwnas.sampler", "hwnas.n_trials")
@@ -37,8 +37,13 @@ def storage_kind(url: str | None) -> str:
     )
 
 
-def open_storage(url: str | None) -> Any:
-    """An Optuna storage object for `url` (None -> in-memory)."""
+def open_storage(url: str | None, *, reading: bool = False) -> Any:
+    """An Optuna storage object for `url` (None -> in-memory).
+
+    `reading`: the caller only reads an existing study, so a SQLite file keeps its journal mode
+    (WAL is set for searches, and persists in the file: switching a study another tool wrote would
+    change the file a query only reads) and no folder is created.
+    """
     import optuna
 
     kind = storage_kind(url)
@@ -46,10 +51,12 @@ def open_storage(url: str | None) -> Any:
         return optuna.storages.InMemoryStorage()
     if kind == "rdb":
         if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if not reading:
+                Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
             # Several worker processes share one SQLite file: wait for locks instead of failing.
             storage = _rdb(url, engine_kwargs={"connect_args": {"timeout": 60}})
-            tune_sqlite(storage)
+            if not reading:
+                tune_sqlite(storage)
             return storage
         return _rdb(url, **_server_engine_kwargs(url))
     path = Path(url[len("journal:"):] if url.startswith("journal:") else url).expanduser()
@@ -128,6 +135,77 @@ def existing_storage_path(url: str | None) -> Path | None:
     if kind == "journal":
         return Path(url[len("journal:"):] if url.startswith("journal:") else url).expanduser()
     return None
+
+
+# Tables every Optuna RDB storage has (alembic_version: Optuna's schema version, set when it creates them).
+_OPTUNA_TABLES = ("studies", "alembic_version")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def require_optuna_tables(url: str) -> None:
+    """Refuse, before Optuna opens it, an existing database that holds no Optuna study.
+
+    Optuna's RDBStorage creates its 13 tables when it opens a database without them: a query
+    (`hwnas pareto`, `hwnas export --pick`, `load_study`) pointed at an empty file or at another
+    program's database would change it and then report "0 studies". Reading must leave what it
+    reads as it was, so the file is checked with sqlite3 opened read-only (`mode=ro`), and a
+    server database with SQLAlchemy's inspector (it only reads the catalog). A missing file, a
+    server that does not answer, or a journal file: nothing to check here (the callers and
+    Optuna say what is wrong with those without writing anything).
+    """
+    if storage_kind(url) != "rdb":
+        return
+    path = existing_storage_path(url)
+    if path is None:
+        _require_server_tables(url)
+        return
+    if not path.is_file():
+        return
+    where = f"storage file {str(path.resolve())!r} (from {redact_url(url)!r})"
+    left = "left unchanged; give the storage a search wrote"
+    with open(path, "rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if not head:
+        raise ConfigError(f"{where} is an empty file, not an Optuna study database ({left})")
+    if head != _SQLITE_MAGIC:
+        raise ConfigError(f"{where} is not a database (no SQLite header: corrupt, or another kind of file; {left})")
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"{where} is a corrupt SQLite database ({e}; {left})") from None
+    _require_tables(where, tables, left)
+
+
+def _require_server_tables(url: str) -> None:
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    try:
+        engine = sqlalchemy.create_engine(url, **_server_engine_kwargs(url)["engine_kwargs"])
+    except (ImportError, sqlalchemy.exc.SQLAlchemyError):
+        return  # a bad URL or a missing driver: open_storage says which, without writing
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    except sqlalchemy.exc.SQLAlchemyError:
+        return  # unreachable server, refused login: open_storage says which
+    finally:
+        engine.dispose()
+    _require_tables(f"storage {redact_url(url)!r}", tables, "left unchanged; give the storage a search wrote")
+
+
+def _require_tables(where: str, tables: set[str], left: str) -> None:
+    if all(t in tables for t in _OPTUNA_TABLES):
+        return
+    if not tables:
+        raise ConfigError(f"{where} is an empty database: it holds no Optuna study ({left})")
+    shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
+    raise ConfigError(f"{where} is a database without Optuna's tables (it has: {shown}); it holds no Optuna study ({left})")
 
 
 def dumps(v: Any) -> str:

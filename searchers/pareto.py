@@ -3,14 +3,25 @@
 `ParetoFront.from_study(study)` reads the trials once into numpy arrays (for an RDB storage with
 one SQL query per table, which keeps 100,000-trial studies well under a second); every query
 after that is vectorised. A front member is a COMPLETE trial that meets every budget (the study's
-and the query's) and that no other such trial dominates; trials with identical values are all kept,
-as in Optuna's `study.best_trials`.
+and the query's) and that no other such trial dominates. A front lists each arch once: trials that
+evaluated the same arch (a search proposes the smallest subnet many times) are one member, the
+first such trial standing for all of them, and tables and picks carry every trial number of the
+arch (`trials`). Distinct archs with identical values are all kept, as in Optuna's
+`study.best_trials`.
+
+What the values are: a study holds what its objective returned (for `hwnas run`, predictions).
+When the main job has re-measured part of the search (`hwnas.remeasured`, written by its pareto
+stage), reading the study gives the re-measured front by default, exactly the one the run exported
+from: the measured metric is labelled `<metric>_measured` and the prediction `<metric>_predicted`
+in every table and JSON, and picks rank by the measured value (`measured=False` reads the
+search's own, predicted, values).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -140,7 +151,7 @@ def _scale(F: np.ndarray) -> np.ndarray:
 
 
 # ---- reading trials once ---------------------------------------------------------------------------
-def _load_sqlite_direct(study_name: str | None, storage: str) -> ParetoFront | None:
+def _load_sqlite_direct(study_name: str | None, storage: str, measured: bool | None = None) -> ParetoFront | None:
     """A SQLite study read with Python's sqlite3 alone (`_optuna_internals.open_sqlite_study`).
 
     Returns None whenever anything is not plainly a readable Optuna study with that name (a missing
@@ -159,12 +170,55 @@ def _load_sqlite_direct(study_name: str | None, storage: str) -> ParetoFront | N
             return None
         try:
             objs, buds = _objectives_of(study, study.directions)
-        except (ValueError, KeyError):  # hwnas attributes that do not parse: Optuna's path says why
+            return _front_of(study.study_name, study.user_attrs, objs, buds,
+                             lambda: study.complete_trials(len(objs), [str(b) for b in buds]), measured)
+        except (ValueError, KeyError, TypeError):  # hwnas attributes that do not parse: Optuna's path says why
             return None
-        data = study.complete_trials(len(objs), [str(b) for b in buds])
+
+
+def _front_of(name: str | None, attrs: Mapping[str, Any], objs: tuple[Objective, ...], buds: tuple[Budget, ...],
+              read: Any, measured: bool | None) -> ParetoFront | None:
+    """The front of a study from its attributes and a reader of its trials (`read() -> TrialTable | None`):
+    the re-measured front when the study holds one and `measured` is not False, else its trials."""
+    re = attrs.get(REMEASURED_ATTR)
+    has = isinstance(re, Mapping) and "archs" in re
+    if measured and not has:
+        from hwnas.errors import ConfigError
+
+        raise ConfigError(f"study {name!r} holds no re-measured values (only `hwnas run` studies after their pareto "
+                          "stage do); read its recorded values instead")
+    sources = {str(k): str(v) for k, v in (attrs.get(SOURCES_ATTR) or {}).items()}
+    if has and measured is not False:
+        return _measured_front(name, objs, buds, re, sources)
+    data = read()
     if data is None:
         return None
-    return ParetoFront._from_data(study.study_name, objs, buds, data)
+    front = ParetoFront._from_data(name, objs, buds, data)
+    m = re.get("metric") if isinstance(re, Mapping) else None
+    # The values are the search's; where the study says they are predictions that were re-measured, the
+    # tables say which one they show.
+    labels = {m: f"{m}_predicted"} if m in front.metrics else {}
+    return replace(front, labels=labels, sources={labels.get(k, k): v for k, v in sources.items() if k in front.metrics},
+                   _cache={})
+
+
+def _measured_front(name: str | None, objs: tuple[Objective, ...], buds: tuple[Budget, ...], re: Mapping[str, Any],
+                    sources: Mapping[str, str]) -> ParetoFront:
+    """The re-measured candidates stored in a study (`REMEASURED_ATTR`): one row per arch, the measured
+    metric under its own name (what picks rank by), the prediction under `re["predicted_as"]`."""
+    m, pred = str(re["metric"]), str(re["predicted_as"])
+    archs = [str(a) for a in re["archs"]]
+    lists = tuple(tuple(int(t) for t in ts) for ts in re["trials"])
+    metrics = {str(k): [math.nan if v is None else float(v) for v in col] for k, col in re["metrics"].items()}
+    front = ParetoFront.build(objectives=list(objs), archs=archs, metrics=metrics, budgets=list(buds), study_name=name,
+                              trials=[ts[0] if ts else -1 for ts in lists])
+    labels = {m: f"{m}_measured", pred: f"{m}_predicted"}
+    src = {k: v for k, v in sources.items() if k in front.metrics and k != m}
+    src[m] = str(re.get("source", "measured"))
+    if pred in front.metrics:
+        src[pred] = sources.get(m, "predicted")
+    return replace(front, labels=labels, sources={labels.get(k, k): v for k, v in src.items()}, arch_trials=lists,
+                   view="measured", _cache={})
 
 
 def _objectives_of(study: Any, directions: Sequence[str]) -> tuple[tuple[Objective, ...], tuple[Budget, ...]]:
@@ -177,26 +231,44 @@ def _objectives_of(study: Any, directions: Sequence[str]) -> tuple[tuple[Objecti
     return tuple(Objective(f"values_{i}", d) for i, d in enumerate(directions)), ()
 
 
+# Study user attributes the main job writes (pipeline/pareto.py): its re-measured candidates, and
+# what each recorded metric is (predicted by which model, estimated, counted).
+REMEASURED_ATTR = "hwnas.remeasured"
+SOURCES_ATTR = "hwnas.metric_sources"
+
+
 # ---- the front ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Pick:
-    """One chosen front member: its arch string, trial number and every metric."""
+    """One chosen front member: its arch string, trial number (the first of its arch's trials:
+    `trials`), every metric (by its name; `labels` gives a name that says predicted or measured
+    where the front knows) and the metric it was ranked by."""
 
     arch: str
     trial: int
     metrics: dict[str, float]
     budgets: tuple[str, ...] = ()
+    trials: tuple[int, ...] = ()
+    ranked_by: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "trial": self.trial, "metrics": dict(self.metrics), "budgets": list(self.budgets)}
+        lab = self.labels.get
+        doc = {"arch": self.arch, "trial": self.trial, "trials": list(self.trials),
+               "metrics": {lab(k, k): v for k, v in self.metrics.items()}, "budgets": list(self.budgets),
+               "ranked_by": None if self.ranked_by is None else lab(self.ranked_by, self.ranked_by)}
+        if self.sources:
+            doc["sources"] = dict(self.sources)
+        return doc
 
 
 @dataclass(frozen=True, eq=False)
 class ParetoFront:
     """Trials of a study (or any table of metrics) and their constrained Pareto front.
 
-    Build with `ParetoFront.from_study(study)`, `ParetoFront.load(study_name, storage)` or the
-    constructor (keyword-only): `objectives` (names with directions), `archs`, `metrics`
+    Build with `ParetoFront.from_study(study)`, `ParetoFront.load(study_name, storage)` or
+    `ParetoFront.build(...)` (keyword-only): `objectives` (names with directions), `archs`, `metrics`
     (`{metric: array}`, must hold every objective), optional `trials` (numbers) and `budgets`.
     """
 
@@ -207,6 +279,10 @@ class ParetoFront:
     budgets: tuple[Budget, ...] = ()
     violations: np.ndarray | None = None  # Optuna constraint values; None -> from budgets
     study_name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)  # metric -> table/JSON name (e.g. accuracy_measured)
+    sources: Mapping[str, str] = field(default_factory=dict)  # table/JSON name -> what the value is
+    arch_trials: tuple[tuple[int, ...], ...] | None = None  # per row, its arch's trials; None -> grouped by arch
+    view: str = "recorded"  # "recorded": the values the trials reported; "measured": the re-measured candidates
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -228,11 +304,15 @@ class ParetoFront:
                    budgets=parse_budgets(budgets), study_name=study_name)
 
     @classmethod
-    def from_study(cls, study: Any) -> ParetoFront:
-        """Read a study's COMPLETE trials once (RDB storages by direct SQL) into a front."""
+    def from_study(cls, study: Any, *, measured: bool | None = None) -> ParetoFront:
+        """Read a study's COMPLETE trials once (RDB storages by direct SQL) into a front.
+
+        `measured`: None (default) gives the re-measured front when the study holds one (a `hwnas
+        run` study after its pareto stage), else the trials' values; False always the trials'
+        values; True the re-measured front or a ConfigError."""
         objs, buds = _objectives_of(study, [d.name.lower() for d in study.directions])
-        data = complete_trials(study, len(objs), [str(b) for b in buds])
-        return cls._from_data(study.study_name, objs, buds, data)
+        return _front_of(study.study_name, study.user_attrs, objs, buds,
+                         lambda: complete_trials(study, len(objs), [str(b) for b in buds]), measured)
 
     @classmethod
     def _from_data(cls, name: str | None, objs: tuple[Objective, ...], buds: tuple[Budget, ...], data: TrialTable) -> ParetoFront:
@@ -243,15 +323,16 @@ class ParetoFront:
                    budgets=buds, violations=data.violations, study_name=name)
 
     @classmethod
-    def load(cls, study_name: str | None, storage: str) -> ParetoFront:
-        """The front of a stored study. SQLite files are read with sqlite3 directly (fast path);
-        anything else, or anything that path does not recognise, through Optuna's storage."""
-        fast = _load_sqlite_direct(study_name, storage)
+    def load(cls, study_name: str | None, storage: str, *, measured: bool | None = None) -> ParetoFront:
+        """The front of a stored study (`measured` as in `from_study`). SQLite files are read with
+        sqlite3 directly (fast path); anything else, or anything that path does not recognise,
+        through Optuna's storage."""
+        fast = _load_sqlite_direct(study_name, storage, measured)
         if fast is not None:
             return fast
         from hwnas.searchers._optuna import load_study
 
-        return cls.from_study(load_study(study_name, storage))
+        return cls.from_study(load_study(study_name, storage), measured=measured)
 
     # ---- arrays ------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -268,10 +349,35 @@ class ParetoFront:
                 if len(self) else np.zeros((0, len(self.objectives)))
         return self._cache["F"]
 
+    def label(self, metric: str) -> str:
+        """The name tables and JSON give `metric` (e.g. `accuracy_measured`; the metric itself when
+        the front does not know whether it is predicted or measured)."""
+        return self.labels.get(metric, metric)
+
+    def _key(self, name: str) -> str:
+        """A metric's key from its name or its label (`--sort accuracy_measured` works too)."""
+        if name in self.metrics:
+            return name
+        return next((k for k, v in self.labels.items() if v == name), name)
+
     def column(self, metric: str) -> np.ndarray:
+        metric = self._key(metric)
         if metric not in self.metrics:
-            raise BudgetError(f"metric {metric!r} was not recorded in this study; recorded: {sorted(self.metrics)}")
+            shown = sorted(self.label(k) for k in self.metrics)
+            raise BudgetError(f"metric {metric!r} was not recorded in this study; recorded: {shown}")
         return self.metrics[metric]
+
+    def trials_of(self, i: int) -> tuple[int, ...]:
+        """Every trial number of row i's arch (a search evaluates some archs many times)."""
+        if self.arch_trials is not None:
+            return self.arch_trials[i]
+        if "by_arch" not in self._cache:
+            by: dict[str, list[int]] = {}
+            for a, t in zip(self.archs, self.trials.tolist()):
+                if t >= 0:  # -1: a row that is no trial (e.g. a measured accuracy pair)
+                    by.setdefault(a, []).append(int(t))
+            self._cache["by_arch"] = {a: tuple(sorted(v)) for a, v in by.items()}
+        return self._cache["by_arch"].get(self.archs[i], ())
 
     def feasible(self, budgets: str | Sequence[str | Budget] | None = ()) -> np.ndarray:
         """Mask of trials meeting the study's budgets and `budgets`."""
@@ -287,13 +393,19 @@ class ParetoFront:
         return ok
 
     def front_mask(self, budgets: str | Sequence[str | Budget] | None = ()) -> np.ndarray:
-        """Mask of the constrained Pareto front (recomputed among trials meeting every budget)."""
+        """Mask of the constrained Pareto front (recomputed among trials meeting every budget), one
+        row per arch: of several non-dominated trials of one arch, the first stands for them all."""
         key = "front:" + "|".join(str(b) for b in parse_budgets(budgets))
         if key not in self._cache:
             ok = self.feasible(budgets)
             mask = np.zeros(len(self), dtype=bool)
             idx = np.flatnonzero(ok)
             mask[idx] = nondominated_mask(self.F()[idx])
+            seen: set[str] = set()
+            for i in np.flatnonzero(mask):
+                if self.archs[i] in seen:
+                    mask[i] = False
+                seen.add(self.archs[i])
             self._cache[key] = mask
         return self._cache[key]
 
@@ -313,6 +425,8 @@ class ParetoFront:
             metrics={k: v[idx] for k, v in self.metrics.items()}, trials=self.trials[idx],
             budgets=tuple(self.budgets) + tuple(extra),
             violations=None if self.violations is None else self.violations[idx], study_name=self.study_name,
+            labels=self.labels, sources=self.sources, arch_trials=tuple(self.trials_of(int(i)) for i in idx),
+            view=self.view,
         )
 
     def hypervolume(self, ref: Mapping[str, float] | Sequence[float] | None = None,
@@ -366,15 +480,16 @@ class ParetoFront:
                 d += ((col - float(target)) / (abs(float(target)) or 1.0)) ** 2
             return self._pick_row(int(idx[np.argmin(d)]), buds)
         if by is None:
-            bounded = {b.metric for b in buds}
+            bounded = {self._key(b.metric) for b in buds}
             free = [o for o in self.objectives if o.name not in bounded]
             obj = (free or list(self.objectives))[0]
         else:
-            obj = next((o for o in self.objectives if o.name == by), None)
+            obj = next((o for o in self.objectives if o.name == self._key(by)), None)
             if obj is None:
-                raise ObjectiveError(f"by={by!r} is not an objective of this study; objectives: {self.names}")
+                raise ObjectiveError(f"by={by!r} is not an objective of this study; objectives: "
+                                     f"{[self.label(n) for n in self.names]}")
         col = self.metrics[obj.name][idx] * obj.sign
-        return self._pick_row(int(idx[np.argmin(col)]), buds)
+        return self._pick_row(int(idx[np.argmin(col)]), buds, ranked_by=obj.name)
 
     def _require(self, idx: np.ndarray, budgets: Any) -> None:
         if len(idx):
@@ -390,17 +505,19 @@ class ParetoFront:
         msg = f"no trial of {len(self)} meets budgets {[str(b) for b in tuple(self.budgets) + tuple(buds)]}"
         raise BudgetError(msg + ("; " + "; ".join(hints) if hints else ""))
 
-    def _pick_row(self, i: int, budgets: Any = ()) -> Pick:
+    def _pick_row(self, i: int, budgets: Any = (), ranked_by: str | None = None) -> Pick:
         return Pick(arch=self.archs[i], trial=int(self.trials[i]),
                     metrics={k: float(v[i]) for k, v in self.metrics.items()},
-                    budgets=tuple(str(b) for b in tuple(self.budgets) + tuple(parse_budgets(budgets))))
+                    budgets=tuple(str(b) for b in tuple(self.budgets) + tuple(parse_budgets(budgets))),
+                    trials=self.trials_of(i), ranked_by=ranked_by, labels=dict(self.labels), sources=dict(self.sources))
 
     # ---- tables ----------------------------------------------------------------------------------------
     def rows(self, budgets: str | Sequence[str | Budget] | None = (), *, sort: str | None = None,
              top: int | None = None, descending: bool | None = None) -> list[dict[str, Any]]:
-        """Front members as dicts (trial, arch, every metric), sorted by `sort` (an objective/metric)."""
+        """Front members as dicts (trial, trials, arch, every metric by its label), one per arch,
+        sorted by `sort` (an objective/metric, or its label)."""
         idx = np.flatnonzero(self.front_mask(budgets))
-        sort = sort or self.names[0]
+        sort = self._key(sort or self.names[0])
         col = self.column(sort)[idx]
         if descending is None:
             o = next((o for o in self.objectives if o.name == sort), None)
@@ -411,19 +528,22 @@ class ParetoFront:
                 raise ValueError(f"top={top} must be >= 1")
             order = order[:top]
         keys = self.names + [k for k in self.metrics if k not in self.names]
-        return [{"trial": int(self.trials[idx[j]]), "arch": self.archs[idx[j]],
-                 **{k: float(self.metrics[k][idx[j]]) for k in keys}} for j in order]
+        return [{"trial": int(self.trials[idx[j]]), "trials": list(self.trials_of(int(idx[j]))), "arch": self.archs[idx[j]],
+                 **{self.label(k): float(self.metrics[k][idx[j]]) for k in keys}} for j in order]
 
     def to_frame(self, *, all_trials: bool = False) -> Any:
-        """A pandas DataFrame of the front (or every trial with `feasible`, `front`, `rank` columns)."""
+        """A pandas DataFrame of the front, one row per arch with its `trials` (or every trial with
+        `feasible`, `front`, `rank` columns); metric columns by their labels."""
         import pandas as pd
 
         keys = self.names + [k for k in self.metrics if k not in self.names]
         if not all_trials:
             idx = np.flatnonzero(self.front_mask())
-            return pd.DataFrame({"trial": self.trials[idx], "arch": [self.archs[i] for i in idx],
-                                 **{k: self.metrics[k][idx] for k in keys}})
-        return pd.DataFrame({"trial": self.trials, "arch": list(self.archs), **{k: self.metrics[k] for k in keys},
+            return pd.DataFrame({"trial": self.trials[idx], "trials": [list(self.trials_of(int(i))) for i in idx],
+                                 "arch": [self.archs[i] for i in idx],
+                                 **{self.label(k): self.metrics[k][idx] for k in keys}})
+        return pd.DataFrame({"trial": self.trials, "arch": list(self.archs),
+                             **{self.label(k): self.metrics[k] for k in keys},
                              "feasible": self.feasible(), "front": self.front_mask(), "rank": self.ranks()})
 
 

@@ -30,12 +30,14 @@ class FrontRecord:
 
     x: str
     y: str
-    points: np.ndarray  # (n, 2) every complete trial
+    points: np.ndarray  # (n, 2) every complete trial (trials of one arch are one point, drawn over each other)
     feasible: np.ndarray  # (n,) bool
-    front: np.ndarray  # (k, 2) front members sorted by x (the step line)
+    front: np.ndarray  # (k, 2) front members sorted by x (the step line), one per arch
     budget_lines: tuple[tuple[str, float, str], ...]  # (axis 'x'|'y', value, label)
     labels: tuple[tuple[float, float, str], ...]  # chosen points: (x, y, text)
     title: str = ""
+    xlabel: str = ""  # axis names that say predicted or measured where the front knows (else x / y)
+    ylabel: str = ""
 
 
 def front_record(front: ParetoFront, *, x: str | None = None, y: str | None = None,
@@ -64,11 +66,14 @@ def front_record(front: ParetoFront, *, x: str | None = None, y: str | None = No
             i = idx[0]
             text = getattr(c, "label", None) or (f"trial {int(front.trials[i])}")
             labels.append((float(X[i]), float(Y[i]), text))
+    n_archs = len(set(front.archs))
+    what = f"{len(front)}" if n_archs == len(front) else f"{n_archs} archs ({len(front)} trials)"
     return FrontRecord(
         x=x, y=y, points=np.stack([X, Y], axis=1) if len(X) else np.zeros((0, 2)),
         feasible=front.feasible(buds), front=np.stack([fx[order], fy[order]], axis=1) if len(fx) else np.zeros((0, 2)),
         budget_lines=tuple(lines), labels=tuple(labels),
-        title=title if title is not None else f"{front.study_name or 'front'}: {int(mask.sum())} on the front of {len(front)}",
+        title=title if title is not None else f"{front.study_name or 'front'}: {int(mask.sum())} on the front of {what}",
+        xlabel=front.label(x), ylabel=front.label(y),
     )
 
 
@@ -83,8 +88,8 @@ class PairRecord:
 
 
 def pair_record(front: ParetoFront, budgets: str | Sequence[str | Budget] | None = ()) -> PairRecord:
-    names = tuple(front.names)
-    vals = np.stack([front.column(n) for n in names], axis=1) if len(front) else np.zeros((0, len(names)))
+    names = tuple(front.label(n) for n in front.names)
+    vals = np.stack([front.column(n) for n in front.names], axis=1) if len(front) else np.zeros((0, len(names)))
     return PairRecord(names=names, values=vals, front=front.front_mask(budgets), feasible=front.feasible(budgets))
 
 
@@ -158,8 +163,8 @@ def draw_front(rec: FrontRecord, path: str | Path) -> Path:
     for x, y, text in rec.labels:
         ax.scatter([x], [y], s=60, facecolors="none", edgecolors="k")
         ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8)
-    ax.set_xlabel(rec.x)
-    ax.set_ylabel(rec.y)
+    ax.set_xlabel(rec.xlabel or rec.x)
+    ax.set_ylabel(rec.ylabel or rec.y)
     ax.set_title(rec.title, fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, path)

@@ -44,6 +44,7 @@ def test_every_cli_choice_list_is_the_code_constant() -> None:
         ("export", "--dataset"): DATASETS,
         # CLI-only formats, and the profile statistic, which the code checks inline (estimators/profile.py)
         ("pareto", "--format"): ("table", "csv", "json"),
+        ("search", "--format"): ("table", "csv", "json"),
         ("profile", "--statistic"): ("min", "median"),
     }
     got = _choice_options()

@@ -165,6 +165,23 @@ def test_exported_checkpoints_reload_and_reproduce_their_accuracy(run_dir):
 
 
 @pytest.mark.slow
+def test_pareto_pick_on_the_run_study_is_the_runs_export(run_dir):
+    """`hwnas pareto --pick` on the run's study.db ranks by the re-measured accuracy the run exported
+    by (issue 17): for each exported budget it returns the exported arch, and says what it ranked by."""
+    url = f"sqlite:///{run_dir / 'study.db'}"
+    for ck in sorted((run_dir / "exported").iterdir()):
+        info = json.loads((ck / "arch.json").read_text())
+        budget = info["extra"]["budget"]
+        cmd = [sys.executable, "-m", "hwnas", "pareto", "--storage", url, "--pick", budget, "--format", "json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        pick = json.loads(proc.stdout)
+        assert pick["arch"] == info["arch"], budget
+        assert pick["ranked_by"] == "accuracy_measured"
+        assert pick["metrics"]["accuracy_measured"] == pytest.approx(info["metrics"]["predicted"]["accuracy"], abs=1e-12)
+
+
+@pytest.mark.slow
 def test_rerun_skips_finished_stages(run_dir):
     cmd = [sys.executable, "-m", "hwnas", "run", "--config", str(REPO / "configs/tiny-cpu.yaml"),
            "--out-root", str(run_dir.parent), "--no-progress"]
