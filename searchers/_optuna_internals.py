@@ -42,12 +42,16 @@ __all__ = [
     "complete_trials",
     "complete_trials_public",
     "count_trials",
+    "enqueued_params",
     "fail_running_trial",
+    "finish_trial",
     "in_process_nsga2_sampler",
     "open_sqlite_study",
     "ray_fail_trial",
     "ray_optuna_trial",
+    "trial_archs_since",
     "tune_sqlite",
+    "write_trials",
 ]
 
 log = logging.getLogger("hwnas.searchers")
@@ -125,6 +129,161 @@ def _fail_running_trial_public(study: Any, trial: Any) -> bool:
         if "Cannot tell" in str(e):
             return False
         raise
+    return True
+
+
+# ---- the archs a study holds, read from a trial number on ---------------------------------------------
+def trial_archs_since(study: Any, number: int) -> list[tuple[int, str, str | None, str | None]]:
+    """(number, state name, `arch` user attribute or None, `error` user attribute or None) of every
+    trial numbered `number` or later, in number order: on an RDB storage one SQL query (a worker asks
+    this before every trial), else through `study.get_trials`."""
+    rows = _trial_archs_sql(study, number)
+    return _trial_archs_public(study, number) if rows is None else rows
+
+
+def _trial_archs_public(study: Any, number: int) -> list[tuple[int, str, str | None, str | None]]:
+    trials = study.get_trials(deepcopy=False)
+    # Trials are listed in number order with numbers 0, 1, ...: start at `number` without a scan.
+    start = number if number < len(trials) and trials[number].number == number else 0
+    return [(t.number, t.state.name, t.user_attrs.get("arch"), t.user_attrs.get("error"))
+            for t in trials[start:] if t.number >= number]
+
+
+def _trial_archs_sql(study: Any, number: int) -> list[tuple[int, str, str | None, str | None]] | None:
+    found = _storage_and_id(study)
+    rdb = _rdb_of(found[0]) if found is not None else None
+    engine = getattr(rdb, "engine", None)
+    if engine is None:
+        return None
+    ph = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(engine.dialect.paramstyle)
+    if ph is None:
+        return None
+    dbapi = getattr(engine.dialect, "loaded_dbapi", None) or getattr(engine.dialect, "dbapi", None)
+    db_error = getattr(dbapi, "Error", sqlite3.Error)
+    sql = ("SELECT t.number, t.state, a.key, a.value_json FROM trials t LEFT JOIN trial_user_attributes a "
+           "ON a.trial_id = t.trial_id AND a.key IN ('arch', 'error') "
+           f"WHERE t.study_id = {ph} AND t.number >= {ph} ORDER BY t.number")
+    con = engine.raw_connection()
+    try:
+        cur = con.cursor()
+        cur.execute(sql, (found[1], number))
+        rows = cur.fetchall()
+    except db_error as e:
+        log.warning("reading Optuna's trials table failed (%s); reading the study through Optuna instead", type(e).__name__)
+        return None
+    finally:
+        con.close()
+    out: dict[int, list[Any]] = {}
+    for num, state, key, vj in rows:
+        r = out.setdefault(int(num), [int(num), str(getattr(state, "name", state)), None, None])
+        if key == "arch":
+            r[2] = _json_str(vj)
+        elif key == "error":
+            r[3] = json.loads(vj)
+    return [tuple(r) for r in out.values()]  # type: ignore[misc]
+
+
+def enqueued_params(trial: Any) -> dict[str, Any] | None:
+    """The parameters a trial was enqueued with (`study.enqueue_trial`), or None: Optuna keeps them
+    in a system attribute that the trial's suggestions read before asking the sampler."""
+    fixed = getattr(trial, "system_attrs", {}).get("fixed_params")
+    return dict(fixed) if isinstance(fixed, dict) else None
+
+
+# ---- finishing a trial and writing many at once ---------------------------------------------------------
+def finish_trial(study: Any, trial: Any, params: Mapping[str, Any], distributions: Mapping[str, Any],
+                 values: Sequence[float], user_attrs: Mapping[str, Any], constraints: Mapping[str, float]) -> None:
+    """Record `params` on a RUNNING trial asked from `study`, with its user attributes and
+    constraints, and tell it COMPLETE with `values`: what `trial.suggest_*`, `set_user_attr`,
+    `set_constraint` and `study.tell` do, as one replacement of the trial on an in-memory storage
+    (those calls copy the trial on every parameter: ~5 ms per trial of a 25-choice space), else
+    through those calls."""
+    if not _finish_trial_in_memory(study, trial, params, distributions, values, user_attrs, constraints):
+        for k, d in distributions.items():
+            trial.suggest_categorical(k, d.choices)
+        for k, v in user_attrs.items():
+            trial.set_user_attr(k, v)
+        for k, v in constraints.items():
+            trial.set_constraint(k, v)
+        study.tell(trial, list(values))
+
+
+def _finish_trial_in_memory(study: Any, trial: Any, params: Mapping[str, Any], distributions: Mapping[str, Any],
+                            values: Sequence[float], user_attrs: Mapping[str, Any], constraints: Mapping[str, float]) -> bool:
+    import copy
+    from datetime import datetime
+
+    import optuna
+
+    found, tid = _storage_and_id(study), getattr(trial, "_trial_id", None)
+    if found is None or not isinstance(tid, int) or not isinstance(found[0], optuna.storages.InMemoryStorage):
+        return False
+    storage, sid = found
+    if not all(callable(getattr(storage, n, None)) for n in ("_get_trial", "_set_trial", "_update_cache")) \
+            or not hasattr(storage, "_studies") or not hasattr(storage, "_lock"):
+        return False
+    fixed = enqueued_params(storage._get_trial(tid)) or {}
+    with storage._lock:
+        running = storage._get_trial(tid)
+        if running.state != optuna.trial.TrialState.RUNNING:
+            raise optuna.exceptions.UpdateFinishedTrialError(f"trial {running.number} is already finished")
+        known = storage._studies[sid].param_distribution
+        for k, d in distributions.items():
+            if k in known and known[k] is not d:
+                optuna.distributions.check_distribution_compatibility(known[k], d)
+            known[k] = d
+        t = copy.copy(running)
+        t.params = {k: fixed.get(k, v) for k, v in params.items()}
+        t.distributions = dict(distributions)
+        t.user_attrs = {**running.user_attrs, **user_attrs}
+        t.system_attrs = {**running.system_attrs, **{f"constraints:{k}": float(v) for k, v in constraints.items()}}
+        storage._set_trial(tid, t)
+    # As study.tell: the sampler sees the trial (still RUNNING) before its state is set.
+    study.sampler.after_trial(study, t, optuna.trial.TrialState.COMPLETE, list(values))
+    with storage._lock:
+        done = copy.copy(storage._get_trial(tid))
+        done.state = optuna.trial.TrialState.COMPLETE
+        done.values = [float(v) for v in values]
+        done.datetime_complete = datetime.now()
+        storage._set_trial(tid, done)
+        storage._update_cache(tid, sid)
+    return True
+
+
+def write_trials(study: Any, trials: Sequence[Any]) -> None:
+    """Append finished FrozenTrials to `study` (numbered after its last trial, in the given order):
+    on an RDB storage in one transaction (~1 ms a trial on SQLite instead of one commit per
+    trial), else `study.add_trials`."""
+    if trials and not _write_trials_rdb(study, trials):
+        study.add_trials(trials)
+
+
+def _write_trials_rdb(study: Any, trials: Sequence[Any]) -> bool:
+    found = _storage_and_id(study)
+    rdb = _rdb_of(found[0]) if found is not None else None
+    if rdb is None or not callable(getattr(rdb, "_get_prepared_new_trial", None)) \
+            or getattr(rdb, "scoped_session", None) is None:
+        return False
+    try:
+        from optuna.storages._rdb import models
+    except ImportError:
+        return False
+    if not callable(getattr(getattr(models, "StudyModel", None), "find_or_raise_by_id", None)):
+        return False
+    for t in trials:
+        t._validate()  # what add_trials checks
+    session = rdb.scoped_session()
+    try:
+        models.StudyModel.find_or_raise_by_id(found[1], session, for_update=True)
+        for t in trials:
+            rdb._get_prepared_new_trial(found[1], t, session)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    # A cached storage in front of the RDB learns of the new trials on its next read.
     return True
 
 
