@@ -48,6 +48,7 @@ __all__ = [
     "in_process_nsga2_sampler",
     "open_sqlite_study",
     "ray_fail_trial",
+    "ray_forget_trial",
     "ray_optuna_trial",
     "trial_archs_since",
     "tune_sqlite",
@@ -594,3 +595,11 @@ def ray_fail_trial(searcher: Any, trial_id: str, optuna_trial: Any) -> None:
     completed, _ = _ray_state(searcher)
     optuna_trial.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
     completed.add(trial_id)
+
+
+def ray_forget_trial(searcher: Any, trial_id: str) -> None:
+    """Drop Ray trial `trial_id`'s Optuna trial from OptunaSearch (told already), so that asking for
+    the same Ray trial again asks Optuna for a new trial."""
+    completed, asked = _ray_state(searcher)
+    asked.pop(trial_id, None)
+    completed.discard(trial_id)
