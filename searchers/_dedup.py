@@ -24,10 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from hwnas.search_space import Space
+from hwnas.searchers._optuna_internals import enqueued_params, trial_archs_since
 from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler
-
-from hwnas.searchers._optuna_internals import enqueued_params, trial_archs_since
 
 __all__ = ["DedupSampler", "HeldArchs", "MAX_REDRAWS"]
 

@@ -83,7 +83,6 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
     """Ask, score and tell a generation at a time until `study` (in memory, sampled by a
     `DedupSampler`) holds `n_trials` COMPLETE trials; returns a message when the space ran out first."""
     import optuna
-
     from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES, _progress
 
     if batch < 1:

@@ -21,6 +21,7 @@ from typing import Any
 from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Arch, Space
 from hwnas.searchers._budgets import Budget, parse_budgets
+from hwnas.searchers._generation import generation_size
 from hwnas.searchers._objectives import (
     Objective,
     ObjectiveFn,
@@ -33,7 +34,6 @@ from hwnas.searchers._optuna_internals import (
     fail_running_trial,
     in_process_nsga2_sampler,
 )
-from hwnas.searchers._generation import generation_size
 from hwnas.searchers._storage import open_storage, redact_url, storage_kind
 
 __all__ = ["SAMPLERS", "make_sampler", "search", "evaluate_trial", "load_study", "study_spec", "StudySpec"]
@@ -225,7 +225,6 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
     the workers together stop at exactly `n_trials` completed trials.
     """
     import optuna
-
     from hwnas.searchers._dedup import HeldArchs
     from hwnas.searchers._generation import exhausted_message
 
@@ -476,7 +475,6 @@ def _run_generation_path(study: Any, st: Any, space: Space, fn: ObjectiveFn, obj
     """The generation path (`_generation.py`): `study` itself when it is in memory, else a copy in
     memory written back to `study` in bulk."""
     import optuna
-
     from hwnas.searchers._generation import StudySink, run_generations
 
     if isinstance(st, optuna.storages.InMemoryStorage):

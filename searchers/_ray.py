@@ -24,7 +24,12 @@ from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Space
 from hwnas.searchers._budgets import Budget
 from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values
-from hwnas.searchers._optuna_internals import count_trials, ray_fail_trial, ray_forget_trial, ray_optuna_trial
+from hwnas.searchers._optuna_internals import (
+    count_trials,
+    ray_fail_trial,
+    ray_forget_trial,
+    ray_optuna_trial,
+)
 
 __all__ = ["run_ray", "ray_trial"]
 
@@ -71,9 +76,8 @@ def _searcher_class() -> type:
             """OptunaSearch's suggestion, with the arch recorded at once; a repeat of an arch the study
             holds (another driver on the same storage proposed it in the same instant) is given back
             and asked again; an exhausted space ends the search."""
-            from ray.tune.search import Searcher
-
             from hwnas.searchers._dedup import MAX_REDRAWS
+            from ray.tune.search import Searcher
 
             for _ in range(MAX_REDRAWS + 1):
                 if self._hw_held is not None and self._hw_held.exhausted():

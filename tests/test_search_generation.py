@@ -99,3 +99,57 @@ def test_generation_path_needs_one_process(tmp_path):
     with pytest.raises(ConfigError, match="workers=1"):
         search("fmnist-mbv3", "analytic", objectives="f1,f2", n_trials=10, generation=True, workers=2,
                storage=f"sqlite:///{tmp_path / 'x.db'}")
+
+
+# ---- hwnas search --supernet RUN --profile DIR: the main job's objective from the command line -----------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny run's outputs: the accuracy predictor and two devices' profiles, as the main job lays them out."""
+    import numpy as np
+    from hwnas.estimators import AccuracyPredictor, build_predictors
+
+    from tests._helpers import tiny_space
+    from tests.test_estimators import FAST
+
+    run = tmp_path_factory.mktemp("run")
+    space = tiny_space()
+    archs = space.sample_many(24, 0, unique=True)
+    acc = np.array([0.5 + 0.01 * space.encode(a).sum() for a in archs])  # any smooth function of the arch
+    AccuracyPredictor.fit(space, archs, acc, epochs=20, seed=0).save(run / "accuracy_predictor.json")
+    for dev in ("cpu", "cpu-b2"):
+        build_predictors(space, dev, run / "profiles" / dev, n_networks=6, progress=False, settings=FAST)
+    return run
+
+
+@pytest.mark.slow
+def test_cli_supernet_profile_searches_the_main_jobs_objective(tiny_run, tmp_path):
+    import json
+
+    from hwnas.pipeline.search import search_objective
+    from hwnas.searchers import ParetoFront
+
+    from tests._helpers import tiny_space, tiny_space_path
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    cmd = [sys.executable, "-m", "hwnas", "search", "--space", tiny_space_path(tmp_path), "--supernet", str(tiny_run),
+           "--profile", str(tiny_run / "profiles" / "cpu"), "--profile", str(tiny_run / "profiles" / "cpu-b2"),
+           "--budget", "latency_ms@cpu<=1e3", "--budget", "latency_ms@cpu-b2<=1e3", "--trials", "40",
+           "--storage", url, "--study", "c", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    front = ParetoFront.load("c", url)
+    assert [o.name for o in front.objectives] == ["accuracy", "latency_ms@cpu", "latency_ms@cpu-b2"]
+    assert [str(b) for b in front.budgets] == ["latency_ms@cpu<=1000", "latency_ms@cpu-b2<=1000"]
+    study = optuna.load_study(study_name="c", storage=url)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 40
+    main = search_objective(tiny_space(), tiny_run, ["cpu", "cpu-b2"])  # what `hwnas run` searches
+    space = tiny_space()
+    for t in trials:
+        m = t.user_attrs["metrics"]
+        for k in ("accuracy", "latency_ms@cpu", "latency_ms@cpu-b2", "peak_mem_mb@cpu", "energy_mj@cpu", "macs", "params"):
+            assert k in m
+        assert m == pytest.approx(main(space.parse(t.user_attrs["arch"])), rel=1e-12)
+        assert set(t.constraints) == {"latency_ms@cpu<=1000", "latency_ms@cpu-b2<=1000"}
+    json.dumps(front.rows(top=3))  # the front reads back
