@@ -260,31 +260,62 @@ def write_trials(study: Any, trials: Sequence[Any]) -> None:
 
 
 def _write_trials_rdb(study: Any, trials: Sequence[Any]) -> bool:
+    """Optuna's own models, one flush for the trial rows and one multi-row INSERT per child table.
+
+    Optuna's `create_new_trial(template_trial=...)` queries the study row and flushes once per
+    parameter and attribute (~60 round trips for a 25-choice trial); the rows written here are the
+    ones it writes (`tests/test_search_generation.py` reads both studies back and compares)."""
     found = _storage_and_id(study)
     rdb = _rdb_of(found[0]) if found is not None else None
-    if rdb is None or not callable(getattr(rdb, "_get_prepared_new_trial", None)) \
-            or getattr(rdb, "scoped_session", None) is None:
+    if rdb is None or getattr(rdb, "scoped_session", None) is None:
         return False
     try:
+        from optuna import distributions as od
         from optuna.storages._rdb import models
+        from sqlalchemy import insert
     except ImportError:
         return False
-    if not callable(getattr(getattr(models, "StudyModel", None), "find_or_raise_by_id", None)):
+    needed = ("StudyModel", "TrialModel", "TrialParamModel", "TrialValueModel", "TrialUserAttributeModel",
+              "TrialSystemAttributeModel")
+    if not all(hasattr(models, n) for n in needed) or not callable(getattr(models.TrialValueModel, "value_to_stored_repr", None)):
         return False
     for t in trials:
         t._validate()  # what add_trials checks
+        if t.intermediate_values:
+            return False  # not written here: Optuna's path writes them
+    study_id = found[1]
     session = rdb.scoped_session()
     try:
-        models.StudyModel.find_or_raise_by_id(found[1], session, for_update=True)
-        for t in trials:
-            rdb._get_prepared_new_trial(found[1], t, session)
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        rows = [models.TrialModel(study_id=study_id, number=None, state=t.state, datetime_start=t.datetime_start,
+                                  datetime_complete=t.datetime_complete) for t in trials]
+        session.add_all(rows)
+        session.flush()
+        base = rows[0].count_past_trials(session)
+        for i, r in enumerate(rows):
+            r.number = base + i
+        params, values, uattrs, sattrs = [], [], [], []
+        for r, t in zip(rows, trials):
+            tid = r.trial_id
+            for k, v in t.params.items():
+                d = t.distributions[k]
+                params.append({"trial_id": tid, "param_name": k, "param_value": d.to_internal_repr(v),
+                               "distribution_json": od.distribution_to_json(d)})
+            for j, v in enumerate(t.values or ()):
+                stored, kind = models.TrialValueModel.value_to_stored_repr(v)
+                values.append({"trial_id": tid, "objective": j, "value": stored, "value_type": kind})
+            uattrs += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in t.user_attrs.items()]
+            sattrs += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in t.system_attrs.items()]
+        for model, batch in ((models.TrialParamModel, params), (models.TrialValueModel, values),
+                             (models.TrialUserAttributeModel, uattrs), (models.TrialSystemAttributeModel, sattrs)):
+            if batch:
+                session.execute(insert(model), batch)
         session.commit()
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
-    # A cached storage in front of the RDB learns of the new trials on its next read.
     return True
 
 
@@ -349,6 +380,12 @@ def in_process_nsga2_sampler(distributions: Mapping[str, Any], *, seed: int | No
             if state == TrialState.COMPLETE and generation is not None and generation >= 0:
                 self._complete_per_generation[generation] = self._complete_per_generation.get(generation, 0) + 1
 
+    # Optuna names a GA sampler's trial and study keys after its class: take NSGAIISampler's, so the study
+    # reads the same to it (a study resumed by NSGAIISampler sees these generations and parents).
+    base = optuna.samplers.NSGAIISampler
+    InProcessNSGAIISampler._GENERATION_KEY = base._get_generation_key()
+    if callable(getattr(base, "_get_parent_cache_key_prefix", None)):
+        InProcessNSGAIISampler._PARENT_CACHE_KEY_PREFIX = base._get_parent_cache_key_prefix()
     return InProcessNSGAIISampler(distributions, seed=seed, population_size=population_size)
 
 
