@@ -24,15 +24,15 @@ def _rows(url: str, name: str) -> list[tuple]:
 
 
 def test_bulk_written_study_equals_the_trial_by_trial_one(tmp_path):
-    kw = dict(objectives="f1,f2", budgets="f1<=0.6", n_trials=60, sampler="nsga2", seed=5, population_size=15,
+    kw = dict(objectives="f1,f2", budgets="f1<=0.6", n_trials=40, sampler="nsga2", seed=5, population_size=15,
               warm_start=["min", "max"], study_name="s")
     a, b = f"sqlite:///{tmp_path / 'bulk.db'}", f"sqlite:///{tmp_path / 'one.db'}"
     search("fmnist-mbv3", "analytic", storage=a, generation=True, checkpoint_trials=20, **kw)
     search("fmnist-mbv3", "analytic", storage=b, generation=False, **kw)
     bulk, one = _rows(a, "s"), _rows(b, "s")
-    assert len(bulk) == len(one) >= 60
+    assert len(bulk) == len(one) >= 40
     assert bulk == one  # archs, params, values, user and system attributes (constraints, generations), trial by trial
-    assert sum(r[1] == "COMPLETE" for r in bulk) == 60
+    assert sum(r[1] == "COMPLETE" for r in bulk) == 40
     assert any(r[5]["constraints:f1<=0.6"] > 0 for r in bulk) and any(r[5]["constraints:f1<=0.6"] <= 0 for r in bulk)
 
 
