@@ -13,7 +13,9 @@ written trials back into memory and continues.
 A generation is the sampler's population for the GA samplers (NSGA-II's trials of one generation
 are all drawn from the same parents, so asking them together samples exactly what one at a time
 does), a fixed batch for random sampling, and one trial for the model-based samplers (TPE, GP),
-which learn from every result.
+which learn from every result. The study equals the one written trial by trial (same sampler, same
+seed) as long as no trial fails: a failed trial leaves its generation short, which trial by trial
+the next trial fills, and here the next generation's batch does.
 """
 
 from __future__ import annotations
@@ -105,7 +107,10 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
                 exhausted = exhausted_message(space, held, done, n_trials)
                 break
             asked = []
-            for _ in range(min(batch, n_trials - done)):
+            # Enqueued (warm-start) trials make a batch of their own: a GA counts only sampled trials in its
+            # generations, so a generation then starts on a batch boundary, as it does trial by trial.
+            waiting = count_trials(study, (optuna.trial.TrialState.WAITING,))
+            for _ in range(min(waiting or batch, n_trials - done)):
                 t = study.ask()
                 params = t.relative_params  # the DedupSampler proposes every choice at once
                 arch = space.from_choices(params)
