@@ -11,18 +11,63 @@ from hwnas.pipeline._stages import config_hash
 from hwnas.pipeline.context import RunContext
 from hwnas.pipeline.profile import latency_predictors
 
-__all__ = ["stage_search", "search_objective", "study_storage"]
+__all__ = ["stage_search", "search_objective", "study_storage", "predictors_objective", "accuracy_predictor_of"]
 
 
 def search_objective(space: Any, run_dir: Path, devices: Sequence[str]) -> Any:
     """The objective the run searches: the `predictors` provider (hwnas.searchers) over the accuracy
     predictor and each device's latency, energy and the memory model fitted in `run_dir`."""
-    from hwnas.estimators import EnergyPredictor, MemoryModel
+    lat = latency_predictors(run_dir, devices)
+    return _predictors(space, accuracy_predictor_of(run_dir, space), lat)
+
+
+def predictors_objective(space: Any, supernet: str | Path, profiles: Sequence[str | Path]) -> Any:
+    """What `hwnas search --supernet BUNDLE_OR_RUN --profile DIR ...` searches: the main job's
+    objective (`predictors` provider) from the accuracy predictor of a bundle or a run directory and
+    the latency predictor of each profile directory (`<run>/profiles/<device>/`, or what `hwnas
+    profile` wrote): accuracy, latency / peak memory / energy per profiled device, MACs and params.
+
+    A profile is used whatever machine it was measured on (a search for a phone runs on a laptop);
+    its device is the one recorded in it."""
+    from hwnas.errors import ConfigError
+    from hwnas.estimators import LatencyPredictor
+
+    if not profiles:
+        raise ConfigError("--supernet needs at least one --profile DIR (a device's profile directory with "
+                          "latency_predictor.json)")
+    lat: dict[str, Any] = {}
+    for d in profiles:
+        f = Path(d).expanduser() / "latency_predictor.json"
+        if not f.is_file():
+            raise ConfigError(f"--profile {str(d)!r}: no latency_predictor.json there; give a device's profile "
+                              "directory (a run's profiles/<device>/, or what `hwnas profile --out DIR` wrote)")
+        pred = LatencyPredictor.load(f)
+        if pred.space != space:
+            raise ConfigError(f"--profile {str(d)!r} was measured on space {pred.space.name!r}, the search is over "
+                              f"{space.name!r}")
+        if pred.device.name in lat:
+            raise ConfigError(f"--profile {str(d)!r}: device {pred.device.name!r} is profiled twice")
+        lat[pred.device.name] = pred
+    return _predictors(space, accuracy_predictor_of(supernet, space), lat)
+
+
+def accuracy_predictor_of(supernet: str | Path, space: Any) -> Any:
+    """The accuracy predictor of a run directory (`accuracy_predictor.json` in it) or of a bundle
+    (a path or a shipped name, hashes verified)."""
     from hwnas.estimators.accuracy import load_accuracy_predictor
+
+    p = Path(supernet).expanduser()
+    if (p / "accuracy_predictor.json").is_file() and not (p / "supernet.json").is_file():
+        return load_accuracy_predictor(p / "accuracy_predictor.json")  # a run directory
+    from hwnas.estimators.bundle import load_bundle
+
+    return load_bundle(supernet, space=space).predictor()
+
+
+def _predictors(space: Any, acc: Any, lat: dict[str, Any]) -> Any:
+    from hwnas.estimators import EnergyPredictor, MemoryModel
     from hwnas.searchers import make_objective
 
-    lat = latency_predictors(run_dir, devices)
-    acc = load_accuracy_predictor(run_dir / "accuracy_predictor.json")  # any kind: the bundle's may be a GP, trees...
     energy = {d: EnergyPredictor(p) for d, p in lat.items()}
     return make_objective(space, "predictors", accuracy=acc, latency=lat, memory=MemoryModel(space, batch_size=1),
                           energy=energy)

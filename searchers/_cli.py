@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="objective provider(s) computing the metrics (default flops: analytic MACs/params; "
                    "'analytic': test function f1/f2; see --list-providers)")
     p.add_argument("--list-providers", action="store_true", help="list objective providers and exit")
+    p.add_argument("--supernet", default=None, metavar="BUNDLE_OR_RUN",
+                   help="search the main job's objective (the 'predictors' provider): the accuracy predictor of this "
+                   "bundle (path or name) or run directory, with --profile; default objectives then: accuracy and "
+                   "latency_ms@DEVICE of each profile")
+    p.add_argument("--profile", action="append", default=[], metavar="DIR",
+                   help="a device's profile directory (latency_predictor.json; a run's profiles/DEVICE/), with "
+                   "--supernet: latency_ms, peak_mem_mb and energy_mj @DEVICE (repeatable)")
     p.add_argument("--trials", type=int, default=200, metavar="N", help="total COMPLETE trials the study should hold (default 200)")
     p.add_argument("--sampler", default="nsga2", choices=SAMPLER_CHOICES, metavar="SAMPLER",
                    help="Optuna sampler, one of %(choices)s (default nsga2; auto picks by --trials and the "
@@ -106,7 +113,20 @@ def _search(args: argparse.Namespace) -> int:
         for name, (metrics, help_) in objective_providers().items():
             print(f"{name:12s} metrics {','.join(metrics) or 'any'}: {help_}")
         return 0
+    objective_fn: Any = args.provider
     objectives = ",".join(args.objective) if args.objective else "flops,params:max"
+    if args.supernet is not None or args.profile:
+        from hwnas.errors import ConfigError
+        from hwnas.pipeline.search import predictors_objective
+        from hwnas.search_space import Space
+
+        if args.supernet is None:
+            raise ConfigError("--profile needs --supernet BUNDLE_OR_RUN (where the accuracy predictor comes from)")
+        space = Space.from_yaml(args.space) if args.space.endswith((".yaml", ".yml")) else Space.preset(args.space)
+        objective_fn = predictors_objective(space, args.supernet, args.profile)
+        args.space = space
+        if not args.objective:
+            objectives = ",".join(["accuracy", *(f"latency_ms@{d}" for d in objective_fn.latency)])
     if args.sampler == "auto":
         from hwnas.searchers import parse_objectives
         from hwnas.searchers._auto import resolve_sampler
@@ -123,7 +143,7 @@ def _search(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     try:
         study = search(
-            args.space, args.provider, objectives=objectives, budgets=args.budget, n_trials=args.trials,
+            args.space, objective_fn, objectives=objectives, budgets=args.budget, n_trials=args.trials,
             sampler=args.sampler, seed=args.seed, storage=args.storage, study_name=args.study, runner=runner,
             workers=args.workers, ray_address=None if args.ray_address == "local" else args.ray_address,
             resources_per_trial=_parse_resources(args.resources), resume=args.resume,

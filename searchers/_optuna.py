@@ -21,6 +21,7 @@ from typing import Any
 from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Arch, Space
 from hwnas.searchers._budgets import Budget, parse_budgets
+from hwnas.searchers._generation import generation_size
 from hwnas.searchers._objectives import (
     Objective,
     ObjectiveFn,
@@ -169,8 +170,16 @@ def _distributions(space: Space) -> dict[str, Any]:
     return {k: CategoricalDistribution(list(v)) for k, v in space.choices().items()}
 
 
-def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective], budgets: Sequence[Budget]) -> list[float]:
-    """Run one trial of the study model (suggest, build the arch, evaluate, set constraints)."""
+class _Duplicate(Exception):
+    """The trial's arch is held by an earlier trial (another worker proposed it in the same instant)."""
+
+
+def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective], budgets: Sequence[Budget],
+                   held: Any = None) -> list[float]:
+    """Run one trial of the study model (suggest, build the arch, evaluate, set constraints).
+
+    With `held` (the study's `HeldArchs`), a trial whose arch an earlier trial holds raises
+    `_Duplicate` before the objective runs."""
     # Every choice is suggested, also the block slots deeper than the stage's sampled depth (their
     # values are then unused; the arch string says what runs). The samplers need the fixed search
     # space: NSGA-II (and in_process_nsga2) crosses over and mutates the intersection of all
@@ -181,6 +190,10 @@ def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequen
     arch = space.from_choices(params)
     s = arch.to_string()
     trial.set_user_attr("arch", s)
+    if held is not None:
+        other = held.claim(trial.study, s, trial.number)
+        if other is not None:
+            raise _Duplicate(f"duplicate: trial {other} holds this arch")
     values = record_values(trial, s, fn(arch), objectives, budgets)
     return [values[o.name] for o in objectives]
 
@@ -235,20 +248,27 @@ def _progress(total: int, initial: int, enabled: bool, desc: str) -> Any:
 
 
 def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective], budgets: Sequence[Budget],
-               n_trials: int, *, shared: bool, progress: bool, desc: str = "search") -> None:
-    """Ask/tell loop until the study holds `n_trials` COMPLETE trials.
+               n_trials: int, *, shared: bool, progress: bool, desc: str = "search") -> str | None:
+    """Ask/tell loop until the study holds `n_trials` COMPLETE trials; returns a message when the
+    space ran out of archs the study does not hold first.
 
     With `shared` (several processes on one storage) a worker also counts RUNNING trials, so
     the workers together stop at exactly `n_trials` completed trials.
     """
     import optuna
+    from hwnas.searchers._dedup import HeldArchs
+    from hwnas.searchers._generation import exhausted_message
 
     C, R = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+    held = getattr(study.sampler, "held", None) or HeldArchs(space)
     done = _count(study, C)
     bar = _progress(n_trials, min(done, n_trials), progress, desc)
     fails = 0
     try:
         while done < n_trials:
+            held.refresh(study)
+            if held.exhausted():
+                return _exhausted(study, exhausted_message(space, held, done, n_trials))
             if shared:
                 running = _count(study, R)
                 if done + running >= n_trials:
@@ -265,7 +285,11 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                 done = _count(study, C)
                 continue
             try:
-                values = evaluate_trial(trial, space, fn, objectives, budgets)
+                values = evaluate_trial(trial, space, fn, objectives, budgets, held)
+            except _Duplicate as e:  # not the objective's failure: no count towards MAX_CONSECUTIVE_FAILURES
+                trial.set_user_attr("error", str(e))
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
             except optuna.exceptions.UpdateFinishedTrialError:
                 # Another process finished this trial under us (a `--resume` elsewhere marks RUNNING
                 # trials FAIL): it never counts; carry on with the next one instead of crashing.
@@ -295,6 +319,23 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
     finally:
         if bar is not None:
             bar.close()
+    return None
+
+
+def _exhausted(study: Any, message: str) -> str:
+    """Record on the study (so every worker and the caller see it) and log that the space ran out."""
+    log.warning("%s", message)
+    try:
+        study.set_user_attr("hwnas.exhausted", message)
+    except Exception as e:  # noqa: BLE001 - a read-only or vanished storage: the log line still says it
+        log.info("could not record the exhaustion on the study: %s", e)
+    return message
+
+
+def _dedup(inner: Any, space: Space, seed: int | None) -> Any:
+    from hwnas.searchers._dedup import DedupSampler
+
+    return DedupSampler(inner, space, seed=seed)
 
 
 def _worker_main(a: dict[str, Any]) -> None:
@@ -304,8 +345,8 @@ def _worker_main(a: dict[str, Any]) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = Space.from_dict(a["space"])
     fn = a["fn"] if a["fn"] is not None else make_objective(space, a["providers"], **a["provider_options"])
-    sampler = make_sampler(a["sampler"], seed=a["seed"], n_objectives=len(a["objectives"]), population_size=a["population_size"],
-                           space=space)
+    sampler = _dedup(make_sampler(a["sampler"], seed=a["seed"], n_objectives=len(a["objectives"]),
+                                  population_size=a["population_size"], space=space), space, a["seed"])
     study = optuna.load_study(study_name=a["study_name"], storage=open_storage(a["storage"]), sampler=sampler)
     _run_local(study, space, fn, parse_objectives(a["objectives"]), parse_budgets(a["budgets"]), a["n_trials"],
                shared=True, progress=a["progress"], desc=f"worker {a['index']}")
@@ -332,6 +373,9 @@ def search(
     provider_options: Mapping[str, Any] | None = None,
     ray_storage_path: str | None = None,
     progress: bool = False,
+    generation: bool | None = None,
+    checkpoint_trials: int | None = None,
+    checkpoint_seconds: float | None = None,
 ) -> Any:
     """Multi-objective search of `space` under hard `budgets`; returns the `optuna.Study`.
 
@@ -344,6 +388,14 @@ def search(
     at a time, on the cluster at `ray_address` (None: a local Ray instance). `sampler`: one of
     SAMPLERS; `auto` picks by `n_trials` and the objective count (searchers/_auto.py) and the study
     records the pick.
+
+    No trial repeats an arch the study holds (the sampler re-draws repeats); a space with fewer
+    archs than `n_trials` ends the search with every arch tried once and a logged message (also
+    the study's `hwnas.exhausted` attribute). `generation`: score a generation of trials per
+    objective call in an in-memory study written to `storage` in bulk (`searchers/_generation.py`);
+    None (default) does so in process (one worker) when the objective has `predict_many` (every
+    registered provider has). The persistent study is then written every `checkpoint_trials`
+    trials or `checkpoint_seconds` seconds (defaults 1000 and 10) and at the end.
     """
     import optuna
 
@@ -382,10 +434,26 @@ def search(
     st = open_storage(storage)
     name = study_name or f"hwnas-{space.name}"
     existing = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
-    if sampler == "nsga2" and kind == "memory" and runner == "optuna":
+    from hwnas.searchers._generation import CHECKPOINT_SECONDS, CHECKPOINT_TRIALS, batched
+
+    if generation is None:
+        generation = runner == "optuna" and workers == 1 and batched(fn)
+    elif generation and (runner != "optuna" or workers != 1):
+        raise ConfigError(f"generation=True runs in this process: it needs runner='optuna' and workers=1, "
+                          f"got runner={runner!r}, workers={workers}")
+    ckpt_n = CHECKPOINT_TRIALS if checkpoint_trials is None else checkpoint_trials
+    ckpt_s = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
+    if not isinstance(ckpt_n, int) or ckpt_n < 1:
+        raise ConfigError(f"checkpoint_trials={ckpt_n!r} must be an int >= 1")
+    if not isinstance(ckpt_s, (int, float)) or not ckpt_s > 0:
+        raise ConfigError(f"checkpoint_seconds={ckpt_s!r} must be a number > 0")
+    fresh_in_memory = name not in existing and (kind == "memory" or generation)
+    if sampler == "nsga2" and fresh_in_memory and runner == "optuna" and workers == 1:
+        # its per-generation counts see only trials told in this process: a fresh in-memory study
         samp = in_process_nsga2(space, seed=seed, population_size=population_size)
     else:
         samp = make_sampler(sampler, seed=seed, n_objectives=len(objs), population_size=population_size, space=space)
+    samp = _dedup(samp, space, seed)
     if name in existing:
         if not resume:
             raise ConfigError(f"study {name!r} already exists in {redact_url(storage)}; pass --resume to continue it or pick another --study")
@@ -412,10 +480,14 @@ def search(
         study.set_user_attr("hwnas.budgets", [str(b) for b in buds])
         study.set_user_attr("hwnas.sampler", sampler)
         study.set_user_attr("hwnas.n_trials", n_trials)
-        for a in warm_start:
-            a = space.min_arch() if a == "min" else space.max_arch() if a == "max" else space.parse(a)
-            study.enqueue_trial(space.to_choices(a), user_attrs={"warm_start": True})
-
+        if not generation:
+            _enqueue(study, space, warm_start)
+    if generation:
+        _run_generation_path(study, st, space, fn, objs, buds, n_trials, sampler=samp, name=name,
+                             new=name not in existing, warm_start=warm_start,
+                             batch=generation_size(sampler, population_size), checkpoint_trials=ckpt_n,
+                             checkpoint_seconds=ckpt_s, progress=progress)
+        return study
     if runner == "ray":
         from hwnas.searchers._ray import run_ray
 
@@ -427,6 +499,40 @@ def search(
         _run_workers(study, space, fn if providers is None else None, providers, dict(provider_options or {}),
                      storage, name, objs, buds, n_trials, sampler, seed, population_size, workers, progress)
     return study
+
+
+def _enqueue(study: Any, space: Space, warm_start: Sequence[Arch | str]) -> None:
+    for a in warm_start:
+        a = space.min_arch() if a == "min" else space.max_arch() if a == "max" else space.parse(a)
+        study.enqueue_trial(space.to_choices(a), user_attrs={"warm_start": True})
+
+
+def _run_generation_path(study: Any, st: Any, space: Space, fn: ObjectiveFn, objs: Sequence[Objective],
+                         buds: Sequence[Budget], n_trials: int, *, sampler: Any, name: str, new: bool,
+                         warm_start: Sequence[Arch | str], batch: int, checkpoint_trials: int,
+                         checkpoint_seconds: float, progress: bool) -> None:
+    """The generation path (`_generation.py`): `study` itself when it is in memory, else a copy in
+    memory written back to `study` in bulk."""
+    import optuna
+    from hwnas.searchers._generation import StudySink, run_generations
+
+    if isinstance(st, optuna.storages.InMemoryStorage):
+        mem, sink = study, None
+        if new:
+            _enqueue(mem, space, warm_start)
+    else:
+        mem = optuna.create_study(study_name=name, sampler=sampler, directions=[o.direction for o in objs])
+        # Resume: every finished trial back in memory (the sampler learns from them, and no arch repeats).
+        prior = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        mem.add_trials(prior)
+        if new:
+            _enqueue(mem, space, warm_start)
+        sink = StudySink(study, first=len(prior))
+    message = run_generations(mem, space, fn, objs, buds, n_trials, batch=batch, sink=sink,
+                              checkpoint_trials=checkpoint_trials, checkpoint_seconds=checkpoint_seconds,
+                              progress=progress)
+    if message is not None:
+        _exhausted(study, message)
 
 
 def _run_workers(study: Any, space: Space, fn: ObjectiveFn | None, providers: Any, provider_options: dict, storage: str,
@@ -460,5 +566,5 @@ def _run_workers(study: Any, space: Space, fn: ObjectiveFn | None, providers: An
         import optuna
 
         done = _count(study, optuna.trial.TrialState.COMPLETE)
-        if done < n_trials:
+        if done < n_trials and not study.user_attrs.get("hwnas.exhausted"):
             raise ObjectiveError(f"workers stopped with {done} of {n_trials} trials complete")

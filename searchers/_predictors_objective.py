@@ -12,7 +12,7 @@ them from a run directory) passes them in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hwnas.errors import ObjectiveError
@@ -45,6 +45,35 @@ class PredictorObjective:
         out["macs"] = float(cost["macs"])
         out["flops"] = float(cost["flops"])  # 2 x MACs, as everywhere
         return out
+
+    def predict_many(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
+        """Every arch at once: one `predict_many` per predictor (a search generation in one call)."""
+        archs = list(archs)
+        if not archs:
+            return []
+        cols: dict[str, Any] = {"accuracy": _many(self.accuracy, archs)}
+        for dev, pred in self.latency.items():
+            cols[f"latency_ms@{dev}"] = _many(pred, archs)
+        for dev, e in self.energy.items():
+            cols[f"energy_mj@{dev}"] = _many(e, archs)
+        mem = _many(self.memory, archs)
+        for dev in self.latency:
+            cols[f"peak_mem_mb@{dev}"] = mem
+        rows = []
+        for i, a in enumerate(archs):
+            row = {k: float(v[i]) for k, v in cols.items()}
+            cost = self._cost(self.space, a)
+            row["params"], row["macs"], row["flops"] = float(cost["params"]), float(cost["macs"]), float(cost["flops"])
+            rows.append(row)
+        return rows
+
+
+def _many(pred: Any, archs: list[Arch]) -> list[float]:
+    many = getattr(pred, "predict_many", None)
+    out = list(many(archs)) if callable(many) else [pred.predict(a) for a in archs]
+    if len(out) != len(archs):
+        raise ObjectiveError(f"{type(pred).__name__}.predict_many returned {len(out)} values for {len(archs)} archs")
+    return out
 
 
 def predictor_objective(space: Space, *, accuracy: Any = None, latency: Mapping[str, Any] | None = None,

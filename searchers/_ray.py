@@ -24,7 +24,12 @@ from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Space
 from hwnas.searchers._budgets import Budget
 from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values
-from hwnas.searchers._optuna_internals import count_trials, ray_fail_trial, ray_optuna_trial
+from hwnas.searchers._optuna_internals import (
+    count_trials,
+    ray_fail_trial,
+    ray_forget_trial,
+    ray_optuna_trial,
+)
 
 __all__ = ["run_ray", "ray_trial"]
 
@@ -60,10 +65,36 @@ def _searcher_class() -> type:
     class _ConstrainedOptunaSearch(OptunaSearch):
         """OptunaSearch that records arch/metrics and sets the budgets' constraints before `tell`."""
 
-        def __init__(self, *, objectives: Sequence[Objective], budgets: Sequence[Budget], **kw: Any):
+        def __init__(self, *, objectives: Sequence[Objective], budgets: Sequence[Budget], hw_space: Space | None = None,
+                     held: Any = None, **kw: Any):
             self._hw_objectives = tuple(objectives)
             self._hw_budgets = tuple(budgets)
+            self._hw_space, self._hw_held = hw_space, held
             super().__init__(**kw)
+
+        def suggest(self, trial_id: str) -> dict | None:
+            """OptunaSearch's suggestion, with the arch recorded at once; a repeat of an arch the study
+            holds (another driver on the same storage proposed it in the same instant) is given back
+            and asked again; an exhausted space ends the search."""
+            from hwnas.searchers._dedup import MAX_REDRAWS
+            from ray.tune.search import Searcher
+
+            for _ in range(MAX_REDRAWS + 1):
+                if self._hw_held is not None and self._hw_held.exhausted():
+                    return Searcher.FINISHED
+                config = super().suggest(trial_id)
+                ot = ray_optuna_trial(self, trial_id)
+                if ot is None or self._hw_space is None or self._hw_held is None:
+                    return config
+                arch = self._hw_space.from_choices(ot.params).to_string()
+                ot.set_user_attr("arch", arch)
+                other = self._hw_held.claim(ot.study, arch, ot.number)
+                if other is None:
+                    return config
+                ot.set_user_attr("error", f"duplicate: trial {other} holds this arch")
+                ray_fail_trial(self, trial_id, ot)
+                ray_forget_trial(self, trial_id)
+            return Searcher.FINISHED
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             ot = ray_optuna_trial(self, trial_id)
@@ -171,14 +202,23 @@ def run_ray(study: Any, storage: Any, space: Space, fn: ObjectiveFn, objectives:
     searcher_cls = _searcher_class()
     dists = {k: CategoricalDistribution(list(v)) for k, v in space.choices().items()}
     rounds_without_progress = 0
+    held = getattr(study.sampler, "held", None)
     try:
         while True:
             done = count_trials(study, (C,))
             remaining = n_trials - done
             if remaining <= 0:
                 return
+            if held is not None:
+                held.refresh(study)
+                if held.exhausted():
+                    from hwnas.searchers._generation import exhausted_message
+                    from hwnas.searchers._optuna import _exhausted
+
+                    _exhausted(study, exhausted_message(space, held, done, n_trials))
+                    return
             searcher = searcher_cls(
-                objectives=objectives, budgets=budgets, space=dists,
+                objectives=objectives, budgets=budgets, hw_space=space, held=held, space=dists,
                 metric=[f"hwnas_obj_{i}" for i in range(len(objectives))],
                 mode=["min" if o.direction == "minimize" else "max" for o in objectives],
                 sampler=study.sampler, storage=storage, study_name=study.study_name,

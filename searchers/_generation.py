@@ -1,0 +1,172 @@
+"""A generation at a time: the in-process search path for objectives that score many archs per call.
+
+Optuna's ask / suggest / tell loop costs milliseconds a trial on a 25-choice space (every
+`suggest` copies the trial), and a persistent storage adds a commit per parameter: a 1,000-trial
+search over predictors spent ~92 s writing to SQLite. Here the study lives in an Optuna
+`InMemoryStorage`: a generation of trials is asked (the `DedupSampler` proposes every choice at
+ask time, so no per-parameter suggest is needed), scored in one `predict_many` call, and recorded
+with one replacement of each trial (`finish_trial`). The persistent study is written in bulk, one
+transaction per checkpoint (`StudySink`): every `checkpoint_trials` trials or `checkpoint_seconds`
+seconds and at the end, so a killed search loses at most one interval, and `--resume` loads the
+written trials back into memory and continues.
+
+A generation is the sampler's population for the GA samplers (NSGA-II's trials of one generation
+are all drawn from the same parents, so asking them together samples exactly what one at a time
+does), a fixed batch for random sampling, and one trial for the model-based samplers (TPE, GP),
+which learn from every result. The study equals the one written trial by trial (same sampler, same
+seed) as long as no trial fails: a failed trial leaves its generation short, which trial by trial
+the next trial fills, and here the next generation's batch does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hwnas.errors import ObjectiveError
+from hwnas.search_space import Space
+from hwnas.searchers._budgets import Budget
+from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values, evaluate_many
+from hwnas.searchers._optuna_internals import count_trials, finish_trial, write_trials
+
+__all__ = ["StudySink", "exhausted_message", "generation_size", "run_generations", "batched", "CHECKPOINT_TRIALS", "CHECKPOINT_SECONDS"]
+
+log = logging.getLogger("hwnas.searchers")
+
+# Defaults of the persistent study's checkpoints: a kill -9 loses at most this much work.
+CHECKPOINT_TRIALS = 1000
+CHECKPOINT_SECONDS = 10.0
+_RANDOM_BATCH = 100
+
+
+def batched(fn: Any) -> bool:
+    """Whether `fn` scores many archs per call (`predict_many`): the generation path is worth it."""
+    return callable(getattr(fn, "predict_many", None))
+
+
+def generation_size(sampler: str, population_size: int | None) -> int:
+    """Trials asked together: a GA's population, a batch for random sampling, 1 for model-based samplers."""
+    if sampler in ("nsga2", "nsga3", "evo"):
+        return population_size or 50
+    if sampler == "random":
+        return _RANDOM_BATCH
+    return 1
+
+
+class StudySink:
+    """The persistent study a search in memory is written to, in bulk."""
+
+    def __init__(self, target: Any, *, first: int):
+        self.target = target
+        self.next = first  # the in-memory trial number written next
+        self.written = 0
+
+    def flush(self, study: Any) -> int:
+        """Write the finished in-memory trials not written yet (up to the first unfinished one)."""
+        trials = study.get_trials(deepcopy=False)
+        batch = []
+        for t in trials[self.next:]:
+            if not t.state.is_finished():
+                break
+            batch.append(t)
+        if batch:
+            write_trials(self.target, batch)
+            self.next += len(batch)
+            self.written += len(batch)
+        return len(batch)
+
+
+def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective], budgets: Sequence[Budget],
+                    n_trials: int, *, batch: int, sink: StudySink | None = None,
+                    checkpoint_trials: int = CHECKPOINT_TRIALS, checkpoint_seconds: float = CHECKPOINT_SECONDS,
+                    progress: bool = False, desc: str = "search") -> str | None:
+    """Ask, score and tell a generation at a time until `study` (in memory, sampled by a
+    `DedupSampler`) holds `n_trials` COMPLETE trials; returns a message when the space ran out first."""
+    import optuna
+    from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES, _progress
+
+    if batch < 1:
+        raise ValueError(f"batch={batch!r} must be >= 1")
+    sampler = study.sampler
+    held = sampler.held
+    dists = sampler.distributions
+    names = [o.name for o in objectives]
+    needed = names + [b.metric for b in budgets if b.metric not in names]
+    C = optuna.trial.TrialState.COMPLETE
+    done = count_trials(study, (C,))
+    bar = _progress(n_trials, min(done, n_trials), progress, desc)
+    since_n, since_t = 0, time.monotonic()
+    fails = 0
+    exhausted = None
+    try:
+        while done < n_trials:
+            held.refresh(study)
+            if held.exhausted():
+                exhausted = exhausted_message(space, held, done, n_trials)
+                break
+            asked = []
+            # Enqueued (warm-start) trials make a batch of their own: a GA counts only sampled trials in its
+            # generations, so a generation then starts on a batch boundary, as it does trial by trial.
+            waiting = count_trials(study, (optuna.trial.TrialState.WAITING,))
+            for _ in range(min(waiting or batch, n_trials - done)):
+                t = study.ask()
+                params = t.relative_params  # the DedupSampler proposes every choice at once
+                arch = space.from_choices(params)
+                s = arch.to_string()
+                other = held.claim(study, s, t.number)
+                if other is not None:  # only when the space has no unseen arch left (or a warm start repeats)
+                    t.set_user_attr("arch", s)
+                    t.set_user_attr("error", f"duplicate: trial {other} holds this arch")
+                    study.tell(t, state=optuna.trial.TrialState.FAIL)
+                    break
+                asked.append((t, params, arch, s))
+            if not asked:
+                continue  # the exhaustion check above ends the search
+            archs = [a for _, _, a, _ in asked]
+            try:
+                raws = evaluate_many(fn, archs)
+            except ObjectiveError:
+                raws = None  # find the arch that fails: one at a time
+            for i, (t, params, arch, s) in enumerate(asked):
+                try:
+                    raw = raws[i] if raws is not None else fn(arch)
+                    values = check_values(raw, needed, s)
+                    constraints = {str(b): b.violation(values) for b in budgets}
+                except ObjectiveError as e:
+                    t.set_user_attr("arch", s)
+                    t.set_user_attr("error", f"{type(e).__name__}: {e}")
+                    study.tell(t, state=optuna.trial.TrialState.FAIL)
+                    log.warning("trial %d failed: %s", t.number, e)
+                    fails += 1
+                    if fails >= MAX_CONSECUTIVE_FAILURES:
+                        raise ObjectiveError(f"{fails} consecutive trials failed; the last: {e}") from None
+                    continue
+                except BaseException as e:
+                    for u, *_ in asked[i:]:
+                        u.set_user_attr("error", f"{type(e).__name__}: {e}")
+                        study.tell(u, state=optuna.trial.TrialState.FAIL)
+                    raise
+                fails = 0
+                finish_trial(study, t, params, dists, [values[n] for n in names], {"arch": s, "metrics": values},
+                             constraints)
+            before = done
+            done = count_trials(study, (C,))
+            since_n += len(asked)
+            if bar is not None:
+                bar.update(min(done, n_trials) - min(before, n_trials))
+            if sink is not None and (since_n >= checkpoint_trials or time.monotonic() - since_t >= checkpoint_seconds):
+                sink.flush(study)
+                since_n, since_t = 0, time.monotonic()
+    finally:
+        if bar is not None:
+            bar.close()
+        if sink is not None:
+            sink.flush(study)
+    return exhausted
+
+
+def exhausted_message(space: Space, held: Any, done: int, n_trials: int) -> str:
+    return (f"space {space.name!r} holds {held.space_size} archs and the study has tried every one; "
+            f"stopping with {done} of {n_trials} trials complete (no trial repeats an arch)")

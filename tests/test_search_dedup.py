@@ -1,0 +1,102 @@
+"""No trial on an arch the study already holds, on every runner; an exhausted space ends the search."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import optuna
+import pytest
+from hwnas.search_space import Space
+from hwnas.searchers import search
+
+from tests.test_search_helpers import SMALL
+
+
+def micro_space() -> Space:
+    """One stage of the searchers' small space, cut to 20 archs (4 one-block + 16 two-block)."""
+    d = copy.deepcopy(SMALL)
+    d["name"], d["resolutions"], d["stages"] = "micro", [20], d["stages"][:1]
+    d["stages"][0].update(kernels=[3, 5], expands=[2, 4])
+    return Space.from_dict(d)
+
+
+def complete_archs(study) -> list[str]:
+    return [t.user_attrs["arch"] for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+
+
+def test_micro_space_is_enumerable():
+    sp = micro_space()
+    assert sp.size() == 20 == len(set(sp.enumerate()))
+
+
+@pytest.mark.parametrize("generation", [False, True])
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random"])
+def test_more_trials_than_archs_tries_each_once_then_stops(sampler, generation, caplog):
+    sp = micro_space()
+    with caplog.at_level(logging.WARNING, logger="hwnas.searchers"):
+        study = search(sp, "analytic", objectives="f1,f2", n_trials=35, sampler=sampler, seed=3, generation=generation,
+                       population_size=8)
+    archs = complete_archs(study)
+    assert sorted(archs) == sorted(a.to_string() for a in sp.enumerate())  # every arch, once
+    assert "tried every one" in study.user_attrs["hwnas.exhausted"]
+    assert "20 of 35 trials complete" in caplog.text
+
+
+def test_two_workers_on_sqlite_share_the_held_archs(tmp_path, caplog):
+    sp = micro_space()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with caplog.at_level(logging.WARNING, logger="hwnas.searchers"):
+        study = search(sp, "analytic", objectives="f1,f2", n_trials=35, sampler="random", seed=1, storage=url,
+                       workers=2)
+    archs = complete_archs(study)
+    assert sorted(archs) == sorted(a.to_string() for a in sp.enumerate())
+    assert study.user_attrs["hwnas.exhausted"]
+    # a trial lost to a race between the workers is failed as a duplicate, never completed
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        assert t.user_attrs.get("error", "").startswith("duplicate")
+
+
+def test_resume_of_an_exhausted_study_adds_nothing(tmp_path):
+    sp = micro_space()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    search(sp, "analytic", objectives="f1,f2", n_trials=25, sampler="nsga2", storage=url, population_size=8)
+    study = search(sp, "analytic", objectives="f1,f2", n_trials=40, sampler="nsga2", storage=url, resume=True,
+                   population_size=8)
+    assert len(complete_archs(study)) == 20 == len(set(complete_archs(study)))
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "random", pytest.param("tpe", marks=pytest.mark.slow)])
+def test_1000_trials_on_fmnist_mbv3_are_1000_archs(sampler):
+    # gp is left out: GPSampler refits its model on every trial, minutes at 1,000 trials
+    study = search("fmnist-mbv3", "analytic", objectives="f1,f2", n_trials=1000, sampler=sampler)
+    archs = complete_archs(study)
+    assert len(archs) == 1000 == len(set(archs))
+
+
+def test_1000_trials_the_trial_by_trial_path_are_1000_archs():
+    study = search("fmnist-mbv3", "analytic", objectives="f1,f2", n_trials=1000, sampler="nsga2", generation=False)
+    archs = complete_archs(study)
+    assert len(archs) == 1000 == len(set(archs))
+    assert study.sampler.redrawn > 0  # NSGA-II does repeat itself: the re-draws are what keeps them distinct
+
+
+@pytest.mark.slow
+def test_1000_trials_two_workers_on_one_sqlite_are_1000_archs(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = search("fmnist-mbv3", "flops", objectives="flops,params:max", n_trials=1000, sampler="nsga2", storage=url,
+                   workers=2)
+    archs = complete_archs(study)
+    assert len(archs) == 1000 == len(set(archs))
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_ray_tune_tries_each_arch_once_then_stops(tmp_path):
+    pytest.importorskip("ray")
+    sp = micro_space()
+    study = search(sp, "analytic", objectives="f1,f2", n_trials=30, sampler="random", runner="ray", workers=2,
+                   ray_storage_path=str(tmp_path / "ray"))
+    archs = complete_archs(study)
+    assert sorted(archs) == sorted(a.to_string() for a in sp.enumerate())
+    assert study.user_attrs["hwnas.exhausted"]
