@@ -7,7 +7,7 @@ import shlex
 import sys
 from typing import Any
 
-from hwnas._cli_choices import ChoicesOf
+from hwnas._cli_choices import POPULATION, SEED, TOP, TRIALS, WORKERS, ChoicesOf
 
 SAMPLER_CHOICES = ChoicesOf("hwnas.searchers", "SAMPLERS")
 
@@ -40,20 +40,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="objective provider(s) computing the metrics (default flops: analytic MACs/params; "
                    "'analytic': test function f1/f2; see --list-providers)")
     p.add_argument("--list-providers", action="store_true", help="list objective providers and exit")
-    p.add_argument("--trials", type=int, default=200, metavar="N", help="total COMPLETE trials the study should hold (default 200)")
+    p.add_argument("--trials", type=TRIALS, default=200, metavar="N",
+                   help=f"total COMPLETE trials the study should hold, {TRIALS.lo}..{TRIALS.hi} (default 200)")
     p.add_argument("--sampler", default="nsga2", choices=SAMPLER_CHOICES, metavar="SAMPLER",
                    help="Optuna sampler, one of %(choices)s (default nsga2)")
-    p.add_argument("--population-size", type=int, default=None, metavar="N", help="NSGA-II/III population (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--population-size", type=POPULATION, default=None, metavar="N",
+                   help=f"NSGA-II/III population, {POPULATION.lo}..{POPULATION.hi} (default 50)")
+    p.add_argument("--seed", type=SEED, default=0, help="sampler seed, 0..2**32-1 (default 0)")
     p.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default: in memory, lost at exit)")
     p.add_argument("--study", default=None, metavar="NAME", help="study name (default hwnas-SPACE)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes (or concurrent Ray trials) (default 1)")
+    p.add_argument("--workers", type=WORKERS, default=1, metavar="N", help="processes (or concurrent Ray trials) (default 1)")
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="run on Ray: 'auto', HOST:PORT, or 'local' for a local instance")
-    p.add_argument("--resources", default="cpu=1", metavar="K=V[,K=V]", help="Ray resources per trial (default cpu=1)")
-    p.add_argument("--ray-storage-path", default=None, metavar="DIR", help="Ray Tune results directory (default results/runs/ray)")
+    p.add_argument("--resources", default=None, metavar="K=V[,K=V]",
+                   help="with --ray-address: Ray resources per trial (default cpu=1)")
+    p.add_argument("--ray-storage-path", default=None, metavar="DIR", help="with --ray-address: Ray Tune results directory (default results/runs/ray)")
     p.add_argument("--resume", action="store_true", help="continue an existing study (completed trials are kept)")
     p.add_argument("--warm-start", action="append", default=[], metavar="ARCH", help="arch string, 'min' or 'max' to try first (repeatable)")
-    p.add_argument("--top", type=int, default=10, metavar="K", help="front rows to print at the end (default 10)")
+    p.add_argument("--top", type=TOP, default=10, metavar="K", help="front rows to print at the end (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
 
@@ -69,10 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--storage", required=True, metavar="URL", help="sqlite:///PATH, postgresql://..., or a journal file")
     q.add_argument("--budget", action="append", default=[], metavar="EXPR", help="extra budget to filter by (repeatable)")
     q.add_argument("--sort", default=None, metavar="METRIC", help="sort by this metric (default: first objective, best first)")
-    q.add_argument("--top", type=int, default=None, metavar="K", help="print only the first K rows")
+    q.add_argument("--top", type=TOP, default=None, metavar="K", help="print only the first K rows")
     q.add_argument("--format", default="table", choices=["table", "csv", "json"], help="default table")
-    q.add_argument("--knee", action="store_true", help="print only the knee point")
-    q.add_argument("--pick", default=None, metavar="EXPR", help="print the one member picked under these budgets")
+    one = q.add_mutually_exclusive_group()  # a knee and a pick are two different answers: ask for one
+    one.add_argument("--knee", action="store_true", help="print only the knee point")
+    one.add_argument("--pick", default=None, metavar="EXPR", help="print the one member picked under these budgets")
     q.add_argument("--plot", default=None, metavar="PATH", help="also draw the front to PATH (.png or .svg)")
     q.set_defaults(func=_pareto)
 
@@ -100,8 +104,14 @@ def _search(args: argparse.Namespace) -> int:
         for name, (metrics, help_) in objective_providers().items():
             print(f"{name:12s} metrics {','.join(metrics) or 'any'}: {help_}")
         return 0
+    from hwnas.errors import ConfigError
+
     objectives = ",".join(args.objective) if args.objective else "flops,params:max"
     runner = "ray" if args.ray_address else "optuna"
+    for flag, value in (("--resources", args.resources), ("--ray-storage-path", args.ray_storage_path)):
+        if value is not None and runner != "ray":
+            raise ConfigError(f"{flag} applies to Ray trials only: add --ray-address (auto, HOST:PORT or local) or drop it")
+    resources = _parse_resources(args.resources or "cpu=1")
     if runner == "ray" and args.storage:
         # If the Ray head goes away, Ray ends this process itself (no exception reaches us to print
         # the resume command then), so say it up front.
@@ -114,7 +124,7 @@ def _search(args: argparse.Namespace) -> int:
             args.space, args.provider, objectives=objectives, budgets=args.budget, n_trials=args.trials,
             sampler=args.sampler, seed=args.seed, storage=args.storage, study_name=args.study, runner=runner,
             workers=args.workers, ray_address=None if args.ray_address == "local" else args.ray_address,
-            resources_per_trial=_parse_resources(args.resources), resume=args.resume,
+            resources_per_trial=resources, resume=args.resume,
             warm_start=args.warm_start, population_size=args.population_size,
             ray_storage_path=args.ray_storage_path, progress=not args.no_progress,
         )

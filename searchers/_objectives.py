@@ -35,6 +35,7 @@ __all__ = [
     "register_objective_provider",
     "objective_providers",
     "make_objective",
+    "check_provided",
     "arch_cost",
     "analytic_objective",
 ]
@@ -173,6 +174,30 @@ def register_objective_provider(
 def objective_providers() -> dict[str, tuple[tuple[str, ...], str]]:
     """Registered providers: name -> (metric bases, help)."""
     return {k: (v[1], v[2]) for k, v in sorted(_PROVIDERS.items())}
+
+
+def check_provided(providers: str | Sequence[str], metrics: Iterable[str], what: str = "objective or budget") -> None:
+    """Refuse a metric that none of the named providers returns, before a study is created.
+
+    Such a metric would fail every trial (25 of them land in the database before the search gives
+    up). Providers that declare no metrics may return anything, so they disable the check.
+    """
+    if isinstance(providers, str):
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    declared: set[str] = set()
+    for p in providers:
+        if p not in _PROVIDERS:
+            raise ObjectiveError(f"unknown objective provider {p!r}; registered: {sorted(_PROVIDERS)}")
+        if not _PROVIDERS[p][1]:
+            return
+        declared.update(_PROVIDERS[p][1])
+    for m in metrics:
+        base = m.split("@", 1)[0].split(":", 1)[0]
+        if base not in declared:
+            raise ObjectiveError(
+                f"{what} {m!r}: provider(s) {list(providers)} do not compute {base!r} (they return "
+                f"{sorted(declared)}); choose a provider that does (see `hwnas search --list-providers`)"
+            )
 
 
 class _Combined:

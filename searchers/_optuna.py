@@ -21,6 +21,7 @@ from typing import Any
 from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Arch, Space
 from hwnas.searchers._budgets import Budget, parse_budgets
+from hwnas.searchers._checks import check_search_inputs
 from hwnas.searchers._objectives import (
     Objective,
     ObjectiveFn,
@@ -166,9 +167,11 @@ def record_values(trial: Any, arch: str, raw: Any, objectives: Sequence[Objectiv
 def _fail(study: Any, trial: Any, err: Exception) -> None:
     import optuna
 
-    trial.set_user_attr("error", f"{type(err).__name__}: {err}")
+    # A Ctrl-C has no message: say what happened rather than "failed: " with nothing after it.
+    why = "interrupted (the search was stopped while it ran)" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+    trial.set_user_attr("error", why)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    log.warning("trial %d failed: %s", trial.number, err)
+    log.warning("trial %d %s", trial.number, "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {err}")
 
 
 def _count(study: Any, *states: Any) -> int:
@@ -317,8 +320,8 @@ def search(
         space = Space.preset(space)
     objs = parse_objectives(objectives)
     buds = parse_budgets(budgets)
-    if not isinstance(n_trials, int) or n_trials < 1:
-        raise ConfigError(f"n_trials={n_trials!r} must be an int >= 1")
+    check_search_inputs(space, (objective_fn or "flops") if objective_fn is None or isinstance(objective_fn, str) else None,
+                        objs, buds, n_trials, seed, population_size, warm_start)
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r}; allowed: {list(SAMPLERS)}")
     if runner not in ("optuna", "ray"):
