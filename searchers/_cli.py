@@ -112,6 +112,12 @@ def _search(args: argparse.Namespace) -> int:
         if value is not None and runner != "ray":
             raise ConfigError(f"{flag} applies to Ray trials only: add --ray-address (auto, HOST:PORT or local) or drop it")
     resources = _parse_resources(args.resources or "cpu=1")
+    if (args.storage or "").startswith("sqlite:///") and not args.storage.startswith("sqlite:////"):
+        # Three slashes then a path is relative to here: `sqlite:///tmp/x.db` is ./tmp/x.db, not /tmp/x.db.
+        from pathlib import Path
+
+        where = Path(args.storage[len("sqlite:///"):]).expanduser().absolute()
+        print(f"storage file: {where}", file=sys.stderr)
     if runner == "ray" and args.storage:
         # If the Ray head goes away, Ray ends this process itself (no exception reaches us to print
         # the resume command then), so say it up front.
@@ -145,6 +151,8 @@ def _pareto(args: argparse.Namespace) -> int:
 
     from hwnas.searchers import ParetoFront
 
+    if args.plot:
+        _check_plot_path(args.plot)
     front = ParetoFront.load(args.study, args.storage)
     if args.knee or args.pick:
         p = front.knee(args.budget) if args.knee else front.pick(list(args.budget) + [args.pick])
@@ -168,6 +176,24 @@ def _pareto(args: argparse.Namespace) -> int:
     else:
         _print_rows(rows, args.format)
     return 0
+
+
+def _check_plot_path(plot: str) -> None:
+    """Refuse a --plot path that cannot take the drawing, before the study is read."""
+    from pathlib import Path
+
+    from hwnas.errors import ConfigError
+
+    p = Path(plot)
+    if p.is_dir():
+        raise ConfigError(f"--plot {plot!r} is a directory; give a file name ending in .png or .svg")
+    if p.suffix.lower() not in ("", ".png", ".svg", ".pdf"):  # what plots._save writes (no suffix: PNG)
+        raise ConfigError(f"--plot {plot!r}: suffix {p.suffix!r} not supported; use .png, .svg or .pdf")
+    anc = p.absolute().parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ConfigError(f"--plot {plot!r}: {str(anc)!r} is a file, not a folder")
 
 
 def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:

@@ -119,11 +119,14 @@ def load_study(study_name: str | None, storage: str | Any) -> Any:
 
     if isinstance(storage, str):
         # Reading must not create an empty database/journal as a side effect of a typo'd path.
-        from hwnas.searchers._storage import existing_storage_path
+        from hwnas.searchers._storage import existing_storage_path, sqlite_path_hint
 
         f = existing_storage_path(storage)
+        if f is not None and f.is_dir():
+            raise ConfigError(f"storage {storage!r} names {str(f.absolute())!r}, which is a directory; give the storage file")
         if f is not None and not f.is_file():
-            raise ConfigError(f"storage file {str(f)!r} does not exist (from {storage!r}); give the storage a search wrote")
+            raise ConfigError(f"storage file {str(f)!r} does not exist (from {storage!r}; that is {str(f.absolute())!r}"
+                              f"{sqlite_path_hint(storage)}); give the storage a search wrote")
     st = open_storage(storage) if isinstance(storage, str) or storage is None else storage
     if isinstance(st, optuna.storages.InMemoryStorage):
         raise ConfigError("an in-memory storage holds no saved study; pass --storage sqlite:///... or a journal file")
