@@ -9,14 +9,16 @@ and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from hwnas.errors import HwnasError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Parser"]
 
 # Files that contribute subcommands through `register(subparsers)`, relative to the package root.
 _ROOT = Path(__file__).resolve().parent
@@ -41,6 +43,27 @@ def _load_cli(rel: str):
     spec.loader.exec_module(mod)
     return mod
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the house rules for a user error: one line, `hwnas CMD: error: ...`, exit 2.
+
+    argparse's own format is a usage block and an error line; the rest of the CLI prints one line
+    per error (`HwnasError`), so a script that greps stderr or a user reading it sees one shape.
+    An empty (or blank) value is refused for every option and positional: `--storage ""` or
+    `--check ""` is a slip (an unset shell variable), never a meaningful value.
+    Subcommand parsers inherit this class (argparse builds them with the parent's class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        # The one hook argparse offers per value before its type runs.
+        # (Not for the subcommand action: it sees every later argument, which its own parser checks.)
+        if isinstance(arg_string, str) and not arg_string.strip() and not isinstance(action, argparse._SubParsersAction):
+            raise argparse.ArgumentError(action, f"an empty value {arg_string!r} is not allowed")
+        return super()._get_value(action, arg_string)
+
+
 EPILOG = """\
 the main job (train, profile, search, re-measure, export, report; resumable), from the repository root:
   hwnas run --config configs/fmnist-cpu.yaml
@@ -60,7 +83,7 @@ the steps one by one:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hwnas",
         description="Hardware-aware neural architecture search: train a once-for-all supernet, "
         "profile devices, search Pareto-optimal subnets under budgets, export them.",
@@ -77,8 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    # Parsing leaves a parser unchanged, so one serves every `main` call of a process (tests call
+    # main hundreds of times; building the parser is most of a parse error's cost).
+    return build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -4,7 +4,7 @@ Everything is held in memory as one normalised float tensor and batched by index
 2-core CPU this is several times faster than a `DataLoader` with worker processes, and it makes
 every epoch's order a pure function of `(seed, epoch)`, which exact resume and DDP need.
 
-Fashion-MNIST is looked for, in order, in `data_dir`, `$HWNAS_DATA_DIR`, the Debian package's
+Fashion-MNIST is looked for, in order, in `data_dir`, `$HWNAS_DATA_DIR`, the Debian package `dataset-fashion-mnist`'s
 `/usr/share/datasets/fashion-mnist`, and `~/.cache/hwnas/fashion-mnist`; where none has it and
 `download=True`, it is downloaded into the cache (only where the internet answers).
 
@@ -55,7 +55,7 @@ FMNIST_FILES = {
 }
 
 _HOW_TO_PROVIDE = (
-    "provide it one of three ways: (1) install the Debian package `fashion-mnist` "
+    "provide it one of three ways: (1) install the Debian package `dataset-fashion-mnist` "
     f"(files in {DEBIAN_FMNIST_DIR}), (2) put the four IDX files "
     "(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...) in a folder and pass "
     "--data-dir DIR or set HWNAS_DATA_DIR, (3) run where the internet is reachable so it is "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hwnas._cli_choices import SEED, Float, Int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,18 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", required=True, help="preset name (fmnist-mbv3, fmnist-mixed, ofa-mbv3) or YAML path")
     p.add_argument("--device", default="cpu", help="device name (default: cpu)")
     p.add_argument("--out", required=True, help="profile directory (created; resumed when it exists)")
-    p.add_argument("--networks", type=int, default=50, help="whole random subnets to time (default 50)")
-    p.add_argument("--repeats", type=int, default=None, help="timing samples per kernel (default 21)")
+    p.add_argument("--networks", type=Int(0, 100_000), default=50, help="whole random subnets to time (default 50)")
+    p.add_argument("--repeats", type=Int(1, 100_000), default=None, help="timing samples per kernel (default 21)")
     p.add_argument("--statistic", choices=["min", "median"], default=None,
                    help="sample statistic the predictor uses (default min: robust on shared machines)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random subnets (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random subnets (default 0)")
     p.add_argument("--allow-stale", action="store_true",
                    help="accept an existing profile measured under another device fingerprint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-predictor", action="store_true", help="do not fit/save latency_predictor.json")
     p.add_argument("--ray-address", default=None, help="run the job as a Ray task on this cluster")
     p.add_argument("--on-resource", default=None, help="custom Ray resource of the node that owns the device")
-    p.add_argument("--wait-node", type=float, default=30.0,
+    p.add_argument("--wait-node", type=Float(0, 86_400), default=30.0,
                    help="seconds to wait for a node with --on-resource to join (default 30)")
     p.set_defaults(func=_profile)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hwnas._cli_choices import Float, Int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,14 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = ks.add_parser("check", help="kernels vs PyTorch references (max abs error per check)")
     c.add_argument("--space", default="fmnist-mbv3", help="space preset (default fmnist-mbv3)")
     c.add_argument("--what", default="configs,odd,fuse", help="comma list of configs, odd, fuse (default all)")
-    c.add_argument("--archs", type=int, default=20, help="random archs for the fuse check (default 20)")
-    c.add_argument("--limit", type=int, default=None, help="only the first N block configs")
-    c.add_argument("--tol", type=float, default=1e-4, help="max abs error that passes (default 1e-4)")
+    c.add_argument("--archs", type=Int(0, 100_000), default=20, help="random archs for the fuse check (default 20)")
+    c.add_argument("--limit", type=Int(1, 10_000_000), default=None, help="only the first N block configs")
+    c.add_argument("--tol", type=Float(0, 1e3), default=1e-4, help="max abs error that passes (default 1e-4)")
     c.add_argument("--json", default=None, help="write every record to this JSON file")
     c.set_defaults(func=_check)
     t = ks.add_parser("time", help="time an exported checkpoint fused vs eager on CUDA (batch 1)")
     t.add_argument("checkpoint", help="checkpoint directory written by `hwnas export`")
-    t.add_argument("--batch", type=int, default=1)
+    t.add_argument("--batch", type=Int(1, 65_536), default=1, help="batch size (default 1)")
     t.add_argument("--cuda-graph", action="store_true", help="also time the fused net as CUDA-graph replays")
     t.set_defaults(func=_time)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hwnas._cli_choices import ChoicesOf
+from hwnas._cli_choices import TRIALS, ChoicesOf, Int
 
 __all__ = ["register", "RUN_EPILOG", "EXPORT_EPILOG"]
 
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-root", help="parent directory of the run (default results/runs)")
     p.add_argument("--data-dir", help="folder with the dataset files (default: the config's data.data_dir; for "
                    "Fashion-MNIST else HWNAS_DATA_DIR, the Debian package, download)")
-    p.add_argument("--subset", type=int, help="train on only N training images (smoke runs)")
+    p.add_argument("--subset", type=Int(1, 100_000_000), help="train on only N training images (smoke runs)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--pretrained", metavar="BUNDLE",
                    help="supernet bundle (name under results/supernets/ or folder) to use instead of training "
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", choices=POLICY_CHOICES, metavar="POLICY",
                    help="training policy, one of %(choices)s (default from the train config)")
     p.add_argument("--devices", help="comma-separated devices to profile (e.g. cpu,ort-cpu); see `hwnas devices`")
-    p.add_argument("--trials", type=int, help="search trials")
+    p.add_argument("--trials", type=TRIALS, help=f"search trials, {TRIALS.lo}..{TRIALS.hi}")
     p.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="SAMPLER", help="Optuna sampler, one of %(choices)s")
     p.add_argument("--budget", action="append", dest="budgets", metavar="EXPR",
                    help="hard budget, e.g. 'peak_mem_mb@cpu<=3' (repeatable; replaces the config's)")
@@ -154,8 +154,16 @@ def _export(args: argparse.Namespace) -> int:
     from hwnas.supernet import load_supernet
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    if (out.exists() or out.is_symlink()) and not args.overwrite:
         raise CheckpointError(f"export directory {str(out)!r} already exists (pass --overwrite to replace it)")
+    # Everything a flag can get wrong is checked here, before the study, the supernet and the
+    # tens of seconds of extraction, BN recalibration and measurement.
+    formats, devices = _export_formats(args.formats), _export_devices(args.devices)
+    check_writable(out, "--out")
+    if args.supernet:
+        from hwnas.supernet.checkpoint import resolve_supernet
+
+        resolve_supernet(args.supernet)
     study = load_study(args.study, args.storage)
     front = ParetoFront.from_study(study)
     pick = front.pick(args.pick) if args.pick else front.knee()
@@ -169,8 +177,54 @@ def _export(args: argparse.Namespace) -> int:
         dataset, data_dir = args.dataset, None  # the recorded folder holds the recorded dataset
     loaders = make_loaders(dataset, args.data_dir or data_dir, space=space)
     res = export_pick(supernet=net, space=space, arch=pick.arch, out_dir=out,
-                      devices=[d.strip() for d in args.devices.split(",") if d.strip()], loaders=loaders,
-                      predicted=pick.metrics, formats=args.formats.split(","), overwrite=args.overwrite,
+                      devices=devices, loaders=loaders,
+                      predicted=pick.metrics, formats=formats, overwrite=args.overwrite,
                       extra={"study": study.study_name, "trial": pick.trial, "pick": args.pick})
     print(json.dumps(res, indent=2))
     return 0
+
+
+def _export_formats(text: str) -> list[str]:
+    from hwnas.errors import CheckpointError
+    from hwnas.supernet.checkpoint import FORMATS
+
+    fmts = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise CheckpointError(f"--formats {text!r}: unknown format(s) {bad}; allowed: {list(FORMATS)}")
+    return fmts
+
+
+def _export_devices(text: str) -> list[str]:
+    from hwnas.errors import ConfigError
+    from hwnas.estimators.devices import Device
+
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    if not names:
+        raise ConfigError(f"--devices {text!r}: name at least one device (see `hwnas devices`)")
+    for n in names:
+        try:
+            Device.from_name(n)
+        except ValueError as e:
+            raise ConfigError(f"--devices {text!r}: {e}") from None
+    return names
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """Refuse an output path that cannot be created, before any work: its nearest existing
+    ancestor must be a folder this process can create entries in (probed by making and removing
+    a temporary folder there, which /proc, a read-only mount or a file in the way all refuse)."""
+    import os
+    import tempfile
+
+    from hwnas.errors import ConfigError
+
+    anc = path.absolute().parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r}: {str(anc)!r} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hwnas-probe-", dir=anc))
+    except OSError as e:
+        raise ConfigError(f"{flag} {str(path)!r}: cannot create it in {str(anc)!r} ({e.strerror or e})") from None

@@ -25,9 +25,10 @@ from hwnas.search_space._blocks import BLOCK_KINDS, block_kind
 
 __all__ = ["BlockArch", "StageArch", "Arch", "BLOCK_KINDS"]
 
-_BLOCK_RE = re.compile(r"^(?P<kind>[a-z]+)_k(?P<k>\d+)(?:_e(?P<e>\d+))?(?:x(?P<n>\d+))?$")
-_STAGE_RE = re.compile(r"^s(?P<i>\d+)w(?P<w>\d+)$")
-_RES_RE = re.compile(r"^r(?P<r>\d+)$")
+# [0-9], not \d: \d matches any Unicode digit, so a full-width "ｒ２８" would parse as 28.
+_BLOCK_RE = re.compile(r"^(?P<kind>[a-z]+)_k(?P<k>[0-9]+)(?:_e(?P<e>[0-9]+))?(?:x(?P<n>[0-9]+))?$")
+_STAGE_RE = re.compile(r"^s(?P<i>[0-9]+)w(?P<w>[0-9]+)$")
+_RES_RE = re.compile(r"^r(?P<r>[0-9]+)$")
 
 
 @dataclass(frozen=True, order=True)

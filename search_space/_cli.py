@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from hwnas._cli_choices import SEED, Int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("space", help="show a search space, sample or check archs",
                        description="Inspect a search space: its stages and size, random archs, or check an arch string.")
     p.add_argument("name", nargs="?", help="preset name or path to a space YAML (omit to list presets)")
-    p.add_argument("--sample", type=int, default=0, metavar="N", help="print N random archs")
-    p.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
+    p.add_argument("--sample", type=Int(0, 1_000_000), default=0, metavar="N", help="print N random archs (0..1000000)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed for --sample, 0..2**32-1 (default 0)")
     p.add_argument("--check", metavar="ARCH", help="validate an arch string against the space")
     p.add_argument("--json", action="store_true", help="print the space as JSON")
     p.set_defaults(func=_run)
@@ -21,6 +23,12 @@ def _run(args: argparse.Namespace) -> int:
     from hwnas.search_space import Space, available_presets
 
     if not args.name:
+        if args.check or args.sample or args.json:
+            from hwnas.errors import SpaceError
+
+            flag = "--check" if args.check else "--sample" if args.sample else "--json"
+            raise SpaceError(f"{flag} needs a space: `hwnas space NAME {flag} ...` (NAME a preset: "
+                             f"{', '.join(available_presets())}, or a YAML path)")
         for n in available_presets():
             s = Space.preset(n)
             print(f"{n:16s} size {s.size():.3e}  {s.description}")

@@ -32,6 +32,9 @@ def load_preset(name: str) -> Space:
     p = PRESETS_DIR / f"{name}.yaml"
     if p.is_file():
         return _load(str(p))
+    if Path(name).is_dir():
+        raise SpaceError(f"space {name!r} is a directory; give a preset name ({', '.join(available_presets())}) "
+                         "or a space YAML file")
     if name.endswith((".yaml", ".yml")):
         return _load(str(Path(name).resolve()))
     raise SpaceError(f"unknown space preset {name!r}; available: {available_presets()} (or a path to a .yaml file)")

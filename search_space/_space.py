@@ -12,6 +12,7 @@ never caches on itself; derived tables are cached by `functools.lru_cache` keyed
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -68,7 +69,8 @@ def _tuple_of_ints(name: str, v: Any, *, where: str, positive: bool = True) -> t
         keys = set(v)
         if keys != {"start", "stop", "step"}:
             raise SpaceError(f"{where}.{name}: a range needs exactly keys start, stop, step (got {sorted(keys)})")
-        v = list(range(int(v["start"]), int(v["stop"]) + 1, int(v["step"])))
+        v = list(range(_int(v["start"], f"{where}.{name}.start"), _int(v["stop"], f"{where}.{name}.stop") + 1,
+                       _int(v["step"], f"{where}.{name}.step")))
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         v = [v]
     if not isinstance(v, Sequence) or isinstance(v, str) or not v:
@@ -83,6 +85,27 @@ def _tuple_of_ints(name: str, v: Any, *, where: str, positive: bool = True) -> t
     if len(set(out)) != len(out):
         raise SpaceError(f"{where}.{name}: duplicate choices in {out}")
     return tuple(sorted(out))
+
+
+def _int(v: Any, where: str, lo: int = 1) -> int:
+    """One integer setting (`in_channels: 3`), at least `lo`; `one`, `2.5` or `true` are refused."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise SpaceError(f"{where}: {v!r} is not an integer")
+    if v < lo:
+        raise SpaceError(f"{where}: {v} must be >= {lo}")
+    return int(v)
+
+
+def _float(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        raise SpaceError(f"{where}: {v!r} is not a finite number")
+    return float(v)
+
+
+def _seq(v: Any, where: str) -> Sequence[Any]:
+    if not isinstance(v, Sequence) or isinstance(v, str):
+        raise SpaceError(f"{where}: expected a list, got {v!r}")
+    return v
 
 
 def _check_keys(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -177,9 +200,9 @@ class Space:
         stem_d = d["stem"]
         _check_keys(stem_d, {"channels", "kernel", "stride", "act"}, f"{where}.stem")
         stem = StemSpec(
-            channels=int(stem_d["channels"]),
-            kernel=int(stem_d.get("kernel", 3)),
-            stride=int(stem_d.get("stride", 2)),
+            channels=_int(stem_d.get("channels"), f"{where}.stem.channels"),
+            kernel=_int(stem_d.get("kernel", 3), f"{where}.stem.kernel"),
+            stride=_int(stem_d.get("stride", 2), f"{where}.stem.stride"),
             act=_check_act(stem_d.get("act", "hswish"), f"{where}.stem"),
         )
         if not isinstance(d["stages"], Sequence) or not d["stages"]:
@@ -204,7 +227,7 @@ class Space:
                 kernels=kernels,
                 expands=_tuple_of_ints("expands", sd.get("expands", [1]), where=sw),
                 widths=_tuple_of_ints("widths", sd["widths"] if "widths" in sd else None, where=sw),
-                stride=int(sd.get("stride", 1)),
+                stride=_int(sd.get("stride", 1), f"{sw}.stride"),
                 se=bool(sd.get("se", False)),
                 act=_check_act(sd.get("act", "relu"), sw),
             )
@@ -214,22 +237,22 @@ class Space:
         head_d = d.get("head", {}) or {}
         _check_keys(head_d, {"expand_channels", "feature_channels", "act", "dropout"}, f"{where}.head")
         head = HeadSpec(
-            expand_channels=None if head_d.get("expand_channels") is None else int(head_d["expand_channels"]),
-            feature_channels=None if head_d.get("feature_channels") is None else int(head_d["feature_channels"]),
+            expand_channels=None if head_d.get("expand_channels") is None else _int(head_d["expand_channels"], f"{where}.head.expand_channels"),
+            feature_channels=None if head_d.get("feature_channels") is None else _int(head_d["feature_channels"], f"{where}.head.feature_channels"),
             act=_check_act(head_d.get("act", "hswish"), f"{where}.head"),
-            dropout=float(head_d.get("dropout", 0.0)),
+            dropout=_float(head_d.get("dropout", 0.0), f"{where}.head.dropout"),
         )
         norm = d.get("normalization", {}) or {}
         _check_keys(norm, {"mean", "std"}, f"{where}.normalization")
-        in_channels = int(d["in_channels"])
-        mean = tuple(float(x) for x in norm.get("mean", [0.5] * in_channels))
-        std = tuple(float(x) for x in norm.get("std", [0.5] * in_channels))
+        in_channels = _int(d["in_channels"], f"{where}.in_channels")
+        mean = tuple(_float(x, f"{where}.normalization.mean") for x in _seq(norm.get("mean", [0.5] * in_channels), f"{where}.normalization.mean"))
+        std = tuple(_float(x, f"{where}.normalization.std") for x in _seq(norm.get("std", [0.5] * in_channels), f"{where}.normalization.std"))
         if len(mean) != in_channels or len(std) != in_channels:
             raise SpaceError(f"{where}.normalization: mean/std need {in_channels} values (one per input channel)")
         return cls(
             name=name,
             in_channels=in_channels,
-            num_classes=int(d["num_classes"]),
+            num_classes=_int(d["num_classes"], f"{where}.num_classes", lo=2),  # one class is no classifier
             resolutions=_tuple_of_ints("resolutions", d["resolutions"], where=where),
             stem=stem,
             stages=tuple(stages),

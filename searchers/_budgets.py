@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hwnas.errors import BudgetError, ObjectiveError
 from hwnas.searchers._objectives import Objective
 
-__all__ = ["Budget", "parse_budgets"]
+__all__ = ["Budget", "parse_budgets", "check_satisfiable"]
 
 _OPS = ("<=", ">=", "<", ">")
 _SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
@@ -103,3 +103,37 @@ def parse_budgets(exprs: str | Budget | Iterable[str | Budget] | None) -> tuple[
             raise BudgetError(f"budget {e!r} is empty")
         out.extend(Budget.parse(p) for p in parts)
     return tuple(out)
+
+
+def check_satisfiable(budgets: Iterable[Budget], floor: Mapping[str, float] | None = None,
+                      ceiling: Mapping[str, float] | None = None) -> None:
+    """Refuse budgets that no arch can meet, before a search spends trials on them.
+
+    Two budgets on one metric may leave an empty interval (`params<=1e5` and `params>=1e7`). With
+    `floor` / `ceiling` (the smallest and largest value a metric takes in the space, known exactly
+    for the analytic costs) an upper bound below the floor, or a lower bound above the ceiling,
+    leaves nothing feasible either. Each says so in one line naming the budgets.
+    """
+    lo: dict[str, tuple[float, bool, Budget]] = {}  # metric -> (bound, strict, budget) of the tightest
+    hi: dict[str, tuple[float, bool, Budget]] = {}
+    for b in budgets:
+        strict = b.op in ("<", ">")
+        side = hi if b.op in ("<=", "<") else lo
+        cur = side.get(b.metric)
+        tighter = cur is None or (b.bound < cur[0] if side is hi else b.bound > cur[0]) or (b.bound == cur[0] and strict)
+        if tighter:
+            side[b.metric] = (b.bound, strict, b)
+    for m in set(lo) & set(hi):
+        (lb, ls, lbud), (ub, us, ubud) = lo[m], hi[m]
+        if lb > ub or (lb == ub and (ls or us)):
+            raise BudgetError(f"budgets {str(lbud)!r} and {str(ubud)!r} contradict each other: no arch can be feasible")
+    for m, (ub, us, ubud) in hi.items():
+        f = (floor or {}).get(m)
+        if f is not None and (f > ub or (f == ub and us)):
+            raise BudgetError(f"budget {str(ubud)!r}: the smallest arch of the space has {m}={f:g}, so no arch can "
+                              "be feasible")
+    for m, (lb, ls, lbud) in lo.items():
+        c = (ceiling or {}).get(m)
+        if c is not None and (c < lb or (c == lb and ls)):
+            raise BudgetError(f"budget {str(lbud)!r}: the largest arch of the space has {m}={c:g}, so no arch can "
+                              "be feasible")

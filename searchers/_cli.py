@@ -7,7 +7,7 @@ import shlex
 import sys
 from typing import Any
 
-from hwnas._cli_choices import ChoicesOf
+from hwnas._cli_choices import POPULATION, SEED, TOP, TRIALS, WORKERS, ChoicesOf
 
 SAMPLER_CHOICES = ChoicesOf("hwnas.searchers", "SAMPLERS")
 
@@ -47,21 +47,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", action="append", default=[], metavar="DIR",
                    help="a device's profile directory (latency_predictor.json; a run's profiles/DEVICE/), with "
                    "--supernet: latency_ms, peak_mem_mb and energy_mj @DEVICE (repeatable)")
-    p.add_argument("--trials", type=int, default=200, metavar="N", help="total COMPLETE trials the study should hold (default 200)")
+    p.add_argument("--trials", type=TRIALS, default=200, metavar="N",
+                   help=f"total COMPLETE trials the study should hold, {TRIALS.lo}..{TRIALS.hi} (default 200)")
     p.add_argument("--sampler", default="nsga2", choices=SAMPLER_CHOICES, metavar="SAMPLER",
                    help="Optuna sampler, one of %(choices)s (default nsga2; auto picks by --trials and the "
                    "number of objectives, docs/search.md)")
-    p.add_argument("--population-size", type=int, default=None, metavar="N", help="NSGA-II/III and evo population (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--population-size", type=POPULATION, default=None, metavar="N",
+                   help=f"NSGA-II/III and evo population, {POPULATION.lo}..{POPULATION.hi} (default 50)")
+    p.add_argument("--seed", type=SEED, default=0, help="sampler seed, 0..2**32-1 (default 0)")
     p.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default: in memory, lost at exit)")
     p.add_argument("--study", default=None, metavar="NAME", help="study name (default hwnas-SPACE)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes (or concurrent Ray trials) (default 1)")
+    p.add_argument("--workers", type=WORKERS, default=1, metavar="N", help="processes (or concurrent Ray trials) (default 1)")
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="run on Ray: 'auto', HOST:PORT, or 'local' for a local instance")
-    p.add_argument("--resources", default="cpu=1", metavar="K=V[,K=V]", help="Ray resources per trial (default cpu=1)")
-    p.add_argument("--ray-storage-path", default=None, metavar="DIR", help="Ray Tune results directory (default results/runs/ray)")
+    p.add_argument("--resources", default=None, metavar="K=V[,K=V]",
+                   help="with --ray-address: Ray resources per trial (default cpu=1)")
+    p.add_argument("--ray-storage-path", default=None, metavar="DIR", help="with --ray-address: Ray Tune results directory (default results/runs/ray)")
     p.add_argument("--resume", action="store_true", help="continue an existing study (completed trials are kept)")
     p.add_argument("--warm-start", action="append", default=[], metavar="ARCH", help="arch string, 'min' or 'max' to try first (repeatable)")
-    p.add_argument("--top", type=int, default=10, metavar="K", help="front rows to print at the end (default 10)")
+    p.add_argument("--top", type=TOP, default=10, metavar="K", help="front rows to print at the end (default 10)")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"],
                    help="how to print the front at the end, as `hwnas pareto` does (default table)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,10 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--storage", required=True, metavar="URL", help="sqlite:///PATH, postgresql://..., or a journal file")
     q.add_argument("--budget", action="append", default=[], metavar="EXPR", help="extra budget to filter by (repeatable)")
     q.add_argument("--sort", default=None, metavar="METRIC", help="sort by this metric (default: first objective, best first)")
-    q.add_argument("--top", type=int, default=None, metavar="K", help="print only the first K rows")
+    q.add_argument("--top", type=TOP, default=None, metavar="K", help="print only the first K rows")
     q.add_argument("--format", default="table", choices=["table", "csv", "json"], help="default table")
-    q.add_argument("--knee", action="store_true", help="print only the knee point")
-    q.add_argument("--pick", default=None, metavar="EXPR", help="print the one member picked under these budgets")
+    one = q.add_mutually_exclusive_group()  # a knee and a pick are two different answers: ask for one
+    one.add_argument("--knee", action="store_true", help="print only the knee point")
+    one.add_argument("--pick", default=None, metavar="EXPR", help="print the one member picked under these budgets")
     q.add_argument("--plot", default=None, metavar="PATH", help="also draw the front to PATH (.png or .svg)")
     q.add_argument("--predicted", action="store_true",
                    help="a `hwnas run` study: its search's own (predicted) values instead of its re-measured front, "
@@ -113,6 +117,8 @@ def _search(args: argparse.Namespace) -> int:
         for name, (metrics, help_) in objective_providers().items():
             print(f"{name:12s} metrics {','.join(metrics) or 'any'}: {help_}")
         return 0
+    from hwnas.errors import ConfigError
+
     objective_fn: Any = args.provider
     objectives = ",".join(args.objective) if args.objective else "flops,params:max"
     if args.supernet is not None or args.profile:
@@ -134,6 +140,16 @@ def _search(args: argparse.Namespace) -> int:
         args.sampler = resolve_sampler("auto", n_trials=args.trials, n_objectives=len(parse_objectives(objectives)))
         print(f"sampler auto -> {args.sampler} ({args.trials} trials; the table in docs/search.md)", file=sys.stderr)
     runner = "ray" if args.ray_address else "optuna"
+    for flag, value in (("--resources", args.resources), ("--ray-storage-path", args.ray_storage_path)):
+        if value is not None and runner != "ray":
+            raise ConfigError(f"{flag} applies to Ray trials only: add --ray-address (auto, HOST:PORT or local) or drop it")
+    resources = _parse_resources(args.resources or "cpu=1")
+    if (args.storage or "").startswith("sqlite:///") and not args.storage.startswith("sqlite:////"):
+        # Three slashes then a path is relative to here: `sqlite:///tmp/x.db` is ./tmp/x.db, not /tmp/x.db.
+        from pathlib import Path
+
+        where = Path(args.storage[len("sqlite:///"):]).expanduser().absolute()
+        print(f"storage file: {where}", file=sys.stderr)
     if runner == "ray" and args.storage:
         # If the Ray head goes away, Ray ends this process itself (no exception reaches us to print
         # the resume command then), so say it up front.
@@ -146,7 +162,7 @@ def _search(args: argparse.Namespace) -> int:
             args.space, objective_fn, objectives=objectives, budgets=args.budget, n_trials=args.trials,
             sampler=args.sampler, seed=args.seed, storage=args.storage, study_name=args.study, runner=runner,
             workers=args.workers, ray_address=None if args.ray_address == "local" else args.ray_address,
-            resources_per_trial=_parse_resources(args.resources), resume=args.resume,
+            resources_per_trial=resources, resume=args.resume,
             warm_start=args.warm_start, population_size=args.population_size,
             ray_storage_path=args.ray_storage_path, progress=not args.no_progress,
         )
@@ -169,6 +185,8 @@ def _pareto(args: argparse.Namespace) -> int:
 
     from hwnas.searchers import ParetoFront
 
+    if args.plot:
+        _check_plot_path(args.plot)
     front = ParetoFront.load(args.study, args.storage, measured=False if args.predicted else None)
     if args.knee or args.pick:
         p = front.knee(args.budget) if args.knee else front.pick(list(args.budget) + [args.pick])
@@ -204,6 +222,24 @@ def _print_front(front: Any, rows: list[dict[str, Any]], budgets: Any, fmt: str)
         doc["sources"] = dict(front.sources)
     doc["front"] = rows
     print(json.dumps(doc, indent=2))
+
+
+def _check_plot_path(plot: str) -> None:
+    """Refuse a --plot path that cannot take the drawing, before the study is read."""
+    from pathlib import Path
+
+    from hwnas.errors import ConfigError
+
+    p = Path(plot)
+    if p.is_dir():
+        raise ConfigError(f"--plot {plot!r} is a directory; give a file name ending in .png or .svg")
+    if p.suffix.lower() not in ("", ".png", ".svg", ".pdf"):  # what plots._save writes (no suffix: PNG)
+        raise ConfigError(f"--plot {plot!r}: suffix {p.suffix!r} not supported; use .png, .svg or .pdf")
+    anc = p.absolute().parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ConfigError(f"--plot {plot!r}: {str(anc)!r} is a file, not a folder")
 
 
 def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "register_objective_provider",
     "objective_providers",
     "make_objective",
+    "check_provided",
     "arch_cost",
     "analytic_objective",
 ]
@@ -186,6 +187,30 @@ def evaluate_many(fn: ObjectiveFn, archs: Sequence[Arch]) -> list[Any]:
             raise ObjectiveError(f"predict_many returned {len(out)} results for {len(archs)} archs")
         return out
     return [fn(a) for a in archs]
+
+
+def check_provided(providers: str | Sequence[str], metrics: Iterable[str], what: str = "objective or budget") -> None:
+    """Refuse a metric that none of the named providers returns, before a study is created.
+
+    Such a metric would fail every trial (25 of them land in the database before the search gives
+    up). Providers that declare no metrics may return anything, so they disable the check.
+    """
+    if isinstance(providers, str):
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    declared: set[str] = set()
+    for p in providers:
+        if p not in _PROVIDERS:
+            raise ObjectiveError(f"unknown objective provider {p!r}; registered: {sorted(_PROVIDERS)}")
+        if not _PROVIDERS[p][1]:
+            return
+        declared.update(_PROVIDERS[p][1])
+    for m in metrics:
+        base = m.split("@", 1)[0].split(":", 1)[0]
+        if base not in declared:
+            raise ObjectiveError(
+                f"{what} {m!r}: provider(s) {list(providers)} do not compute {base!r} (they return "
+                f"{sorted(declared)}); choose a provider that does (see `hwnas search --list-providers`)"
+            )
 
 
 class _Combined:

@@ -21,6 +21,7 @@ from typing import Any
 from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Arch, Space
 from hwnas.searchers._budgets import Budget, parse_budgets
+from hwnas.searchers._checks import check_search_inputs
 from hwnas.searchers._generation import generation_size
 from hwnas.searchers._objectives import (
     Objective,
@@ -128,11 +129,14 @@ def load_study(study_name: str | None, storage: str | Any) -> Any:
 
     if isinstance(storage, str):
         # Reading must not create an empty database/journal as a side effect of a typo'd path.
-        from hwnas.searchers._storage import existing_storage_path
+        from hwnas.searchers._storage import existing_storage_path, sqlite_path_hint
 
         f = existing_storage_path(storage)
+        if f is not None and f.is_dir():
+            raise ConfigError(f"storage {storage!r} names {str(f.absolute())!r}, which is a directory; give the storage file")
         if f is not None and not f.is_file():
-            raise ConfigError(f"storage file {str(f)!r} does not exist (from {storage!r}); give the storage a search wrote")
+            raise ConfigError(f"storage file {str(f)!r} does not exist (from {storage!r}; that is {str(f.absolute())!r}"
+                              f"{sqlite_path_hint(storage)}); give the storage a search wrote")
         # Optuna creates its tables in a database without them: refuse one that holds no study instead.
         from hwnas.searchers._storage import require_optuna_tables
 
@@ -210,9 +214,11 @@ def record_values(trial: Any, arch: str, raw: Any, objectives: Sequence[Objectiv
 def _fail(study: Any, trial: Any, err: Exception) -> None:
     import optuna
 
-    trial.set_user_attr("error", f"{type(err).__name__}: {err}")
+    # A Ctrl-C has no message: say what happened rather than "failed: " with nothing after it.
+    why = "interrupted (the search was stopped while it ran)" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+    trial.set_user_attr("error", why)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    log.warning("trial %d failed: %s", trial.number, err)
+    log.warning("trial %d %s", trial.number, "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {err}")
 
 
 def _count(study: Any, *states: Any) -> int:
@@ -403,8 +409,8 @@ def search(
         space = Space.preset(space)
     objs = parse_objectives(objectives)
     buds = parse_budgets(budgets)
-    if not isinstance(n_trials, int) or n_trials < 1:
-        raise ConfigError(f"n_trials={n_trials!r} must be an int >= 1")
+    check_search_inputs(space, (objective_fn or "flops") if objective_fn is None or isinstance(objective_fn, str) else None,
+                        objs, buds, n_trials, seed, population_size, warm_start)
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r}; allowed: {list(SAMPLERS)}")
     from hwnas.searchers._auto import resolve_sampler

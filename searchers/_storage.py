@@ -91,6 +91,12 @@ def _rdb(url: str, **kw: Any) -> Any:
                 time.sleep(0.2 * (attempt + 1))
                 continue
             msg = _first_line(e)
+            low = msg.lower()
+            if url.startswith("sqlite:///") and ("not a database" in low or "malformed" in low or "unsupported file format" in low):
+                # The URL is fine: the file it names is damaged, or some other program's file.
+                f = existing_storage_path(url)
+                raise ConfigError(f"SQLite file {str(f)!r} is corrupt or not a database ({msg}); restore it from a copy or "
+                                  "give another storage") from None
             raise ConfigError(f"cannot open storage {redact_url(url)!r}: {msg}; use sqlite:///PATH, postgresql://USER@HOST/DB "
                               "(driver installed, server reachable), or a journal file") from None
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -206,6 +212,16 @@ def _require_tables(where: str, tables: set[str], left: str) -> None:
         raise ConfigError(f"{where} is an empty database: it holds no Optuna study ({left})")
     shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
     raise ConfigError(f"{where} is a database without Optuna's tables (it has: {shown}); it holds no Optuna study ({left})")
+
+
+def sqlite_path_hint(url: str | None) -> str:
+    """For `sqlite:///x.db` (three slashes: a path relative to the working directory) a note saying
+    so, since `sqlite:///tmp/x.db` reads as /tmp/x.db but is ./tmp/x.db; empty otherwise."""
+    if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url[len("sqlite:///"):]
+        if rel and not rel.startswith("~"):
+            return f"; sqlite:/// + a relative path is relative to the working directory: write sqlite:////{rel.lstrip('/')} for /{rel}"
+    return ""
 
 
 def dumps(v: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hwnas._cli_choices import ChoicesOf
+from hwnas._cli_choices import SEED, ChoicesOf, Float, Int
 
 __all__ = ["register"]
 
@@ -50,9 +50,9 @@ def register(sub: Any) -> None:
                    help="with --policy single: the one arch to train alone (the from-scratch baseline, same recipe)")
     p.add_argument("--bundle", default=None, metavar="DIR",
                    help="after training, write a shipped bundle (weights, manifest with hashes, accuracy pairs and predictor) to DIR")
-    p.add_argument("--bundle-pairs", type=int, default=500, metavar="N",
+    p.add_argument("--bundle-pairs", type=Int(20, 20_000), default=500, metavar="N",
                    help="(arch, search-val accuracy) pairs the bundle measures (default 500; 20..20000)")
-    p.add_argument("--bundle-images", type=int, default=None, metavar="N",
+    p.add_argument("--bundle-images", type=Int(100, 1_000_000), default=None, metavar="N",
                    help="score the bundle's pairs and fixed subnets on only N search-val / test images (default: all; for smoke runs)")
     p.add_argument("--predictor-kinds", default=None, metavar="K,K",
                    help="accuracy predictor kinds the bundle compares (default all: mlp,ensemble,gp,gbm,rank_mlp); the best by held-out Spearman is kept")
@@ -60,12 +60,12 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output directory of the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch checkpoint")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files (else HWNAS_DATA_DIR, then the Debian package)")
-    p.add_argument("--subset", type=int, default=None, help="train on only N (seeded) training images")
-    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
-    p.add_argument("--batch-size", type=int, default=None, help="override the global batch size")
-    p.add_argument("--lr", type=float, default=None, help="override the base learning rate")
-    p.add_argument("--seed", type=int, default=None, help="override the seed")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: cores / ranks)")
+    p.add_argument("--subset", type=Int(1, 100_000_000), default=None, help="train on only N (seeded) training images")
+    p.add_argument("--epochs", type=Int(1, 100_000), default=None, help="override the number of epochs")
+    p.add_argument("--batch-size", type=Int(1, 1_000_000), default=None, help="override the global batch size")
+    p.add_argument("--lr", type=Float(1e-12, 1e3), default=None, help="override the base learning rate")
+    p.add_argument("--seed", type=SEED, default=None, help="override the seed")
+    p.add_argument("--threads", type=Int(1, 4096), default=None, help="torch CPU threads per process (default: cores / ranks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 

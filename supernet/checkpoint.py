@@ -190,9 +190,7 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> 
 
 def read_info(ckpt_dir: str | Path) -> dict[str, Any]:
     """The parsed `arch.json` of a checkpoint directory, with its shape checked."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        raise CheckpointError(f"checkpoint directory {str(ckpt_dir)!r} does not exist")
+    ckpt_dir = checkpoint_dir(ckpt_dir)
     p = ckpt_dir / "arch.json"
     if not p.is_file():
         raise CheckpointError(f"{str(ckpt_dir)!r} is not a checkpoint: arch.json is missing")
@@ -205,12 +203,28 @@ def read_info(ckpt_dir: str | Path) -> dict[str, Any]:
     for key in ("arch", "space", "files"):
         if key not in info:
             raise CheckpointError(f"{p}: arch.json lacks {key!r} (truncated?)")
+    version = info.get("format_version", CHECKPOINT_VERSION)  # checkpoints before the field are version 1
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CHECKPOINT_VERSION:
+        raise CheckpointError(f"{p}: format_version {version!r} is not one this hwnas reads (1..{CHECKPOINT_VERSION}); "
+                              "it was written by another (newer?) hwnas: load it with that version")
     return info
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The folder of a checkpoint given as the folder or as its `arch.json` / `weights.safetensors`."""
+    p = Path(path)
+    if p.is_file() and p.name in ("arch.json", "weights.safetensors"):
+        return p.parent  # the user pointed at a file of the checkpoint: the folder is meant
+    if p.is_file():
+        raise CheckpointError(f"{str(p)!r} is a file; pass the checkpoint folder (the one holding arch.json)")
+    if not p.is_dir():
+        raise CheckpointError(f"checkpoint directory {str(p)!r} does not exist")
+    return p
 
 
 def load_subnet(ckpt_dir: str | Path, *, verify: bool = True, map_location: str | torch.device = "cpu") -> StaticNet:
     """Rebuild the static model of a checkpoint directory (eval mode), with no pickled code."""
-    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir = checkpoint_dir(ckpt_dir)
     info = read_info(ckpt_dir)
     wpath = ckpt_dir / "weights.safetensors"
     if not wpath.is_file():
@@ -283,6 +297,9 @@ def resolve_supernet(name_or_path: str | os.PathLike) -> Path:
     """The folder of a supernet: a path to a folder (or to its supernet.json / .safetensors), or the
     name of a shipped bundle (`"fmnist-mbv3"` -> results/supernets/fmnist-mbv3)."""
     p = Path(name_or_path)
+    if p.is_file() and p.name not in ("supernet.json", "supernet.safetensors"):
+        raise CheckpointError(f"supernet {str(p)!r} is a file, not a supernet: pass the folder holding supernet.json "
+                              "and supernet.safetensors (a `hwnas train` output) or a bundle name")
     if p.exists():
         return p if p.is_dir() else p.parent
     name = str(name_or_path)
@@ -315,7 +332,8 @@ def read_supernet_meta(name_or_path: str | os.PathLike, *, verify: bool = True, 
     d = resolve_supernet(name_or_path)
     meta_p = d / "supernet.json"
     if not meta_p.is_file() or not (d / "supernet.safetensors").is_file():
-        raise CheckpointError(f"{d} is not a supernet checkpoint: needs supernet.json and supernet.safetensors")
+        raise CheckpointError(f"{str(name_or_path)!r} is not a supernet checkpoint: {d} needs supernet.json and "
+                              "supernet.safetensors")
     try:
         meta = read_json(meta_p)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:

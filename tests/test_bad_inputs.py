@@ -137,6 +137,19 @@ def work(tmp_path_factory) -> dict[str, Path]:
     paths["bad_space"] = w / "bad_space.yaml"
     (w / "not_yaml.yaml").write_text("stages: [unclosed\n  - : :\n")
     paths["not_yaml"] = w / "not_yaml.yaml"
+    import yaml
+
+    sd = Space.preset("fmnist-mbv3").to_dict()
+    (w / "space_in_channels.yaml").write_text(yaml.safe_dump({**sd, "in_channels": "one"}))
+    (w / "space_classes.yaml").write_text(yaml.safe_dump({**sd, "num_classes": 0}))
+    (w / "space_bytes.yaml").write_bytes(b"name: x\n\xff\xfe not utf-8\n")
+    future = w / "ckpt_future"
+    future.mkdir()
+    info = json.loads((ck / "arch.json").read_text())
+    (future / "arch.json").write_text(json.dumps({**info, "format_version": 99}))
+    (future / "weights.safetensors").write_bytes((ck / "weights.safetensors").read_bytes())
+    paths["ckpt_future"] = future
+    paths.update({k: w / f"{k}.yaml" for k in ("space_in_channels", "space_classes", "space_bytes")})
     return paths
 
 
@@ -203,6 +216,58 @@ CLI_ROWS = [
     CliRow("run-missing-config", ("run", "--config", "{root}/nope.yaml"), ("nope.yaml", "does not exist")),
     CliRow("resources-malformed", ("search", "--ray-address", "local", "--resources", "cpu", "--trials", "2"),
            ("cpu", "NAME=NUMBER")),
+    # issue 17 item 5 / issue 16 item 6: refused before any work, nothing left behind
+    CliRow("metric-no-provider-computes", ("search", "--budget", "latency_ms@cpu<=3", "--trials", "3", "--no-progress",
+                                           "--storage", "sqlite:///{root}/lat.db"), ("latency_ms", "flops", "provider"),
+           absent=("lat.db",)),
+    CliRow("trials-absurd", ("search", "--trials", "99999999999999999999999", "--storage", "sqlite:///{root}/big.db"),
+           ("--trials", "out of range"), absent=("big.db",)),
+    CliRow("population-1", ("search", "--population-size", "1", "--trials", "3"), ("--population-size", "2.."),
+           argparse=True),
+    CliRow("population-0", ("search", "--population-size", "0", "--trials", "3"), ("--population-size",), argparse=True),
+    CliRow("seed-negative", ("search", "--seed", "-1"), ("--seed", "0..4294967295"), argparse=True),
+    CliRow("seed-2-32", ("search", "--seed", str(2**32)), ("--seed", "out of range"), argparse=True),
+    CliRow("search-top-0", ("search", "--top", "0", "--storage", "sqlite:///{root}/top.db"), ("--top",),
+           absent=("top.db",), argparse=True),
+    CliRow("pareto-top-0", ("pareto", "--storage", "sqlite:///{db}", "--top", "0"), ("--top",), argparse=True),
+    CliRow("pareto-top-negative", ("pareto", "--storage", "sqlite:///{db}", "--top", "-1"), ("--top",), argparse=True),
+    CliRow("plot-directory", ("pareto", "--storage", "sqlite:///{db}", "--plot", "{empty}"), ("is a directory",),
+           unchanged=("empty",)),
+    CliRow("export-out-proc", ("export", "--storage", "sqlite:///{db}", "--supernet", "{supernet}", "--out", "/proc/x"),
+           ("/proc/x", "cannot create")),
+    CliRow("export-format-unknown", ("export", "--storage", "sqlite:///{db}", "--supernet", "{supernet}", "--out",
+                                     "{root}/exp_tfl", "--formats", "tflite"), ("tflite", "onnx"), absent=("exp_tfl",)),
+    CliRow("export-device-unknown", ("export", "--storage", "sqlite:///{db}", "--supernet", "{supernet}", "--out",
+                                     "{root}/exp_tpu", "--devices", "tpu9"), ("tpu9", "ort-cpu"), absent=("exp_tpu",)),
+    CliRow("export-supernet-missing", ("export", "--storage", "sqlite:///{db}", "--supernet", "/no/such", "--out",
+                                       "{root}/exp_nos"), ("'/no/such'",), absent=("exp_nos",)),
+    CliRow("space-yaml-word", ("space", "{space_in_channels}"), ("in_channels", "'one'", "not an integer")),
+    CliRow("space-yaml-bytes", ("space", "{space_bytes}"), ("space_bytes.yaml", "not utf-8")),
+    CliRow("space-num-classes-0", ("space", "{space_classes}"), ("num_classes", ">= 2")),
+    CliRow("space-directory", ("space", "{empty}"), ("is a directory",)),
+    CliRow("storage-empty", ("search", "--storage", ""), ("--storage", "empty"), argparse=True),
+    CliRow("check-empty", ("space", "fmnist-mbv3", "--check", ""), ("--check", "empty"), argparse=True),
+    CliRow("check-without-space", ("space", "--check", FULL), ("--check needs a space",)),
+    CliRow("sample-negative", ("space", "fmnist-mbv3", "--sample", "-1"), ("--sample",), argparse=True),
+    CliRow("arch-full-width-digits", ("space", "fmnist-mbv3", "--check", FULL.replace("r28", "r\uff12\uff18")),
+           ("resolution",)),
+    CliRow("knee-and-pick", ("pareto", "--storage", "sqlite:///{db}", "--knee", "--pick", "params<=1e6"),
+           ("--pick", "--knee"), argparse=True),
+    CliRow("resources-without-ray", ("search", "--resources", "cpu=2", "--trials", "2"), ("--resources", "--ray-address")),
+    CliRow("ray-path-without-ray", ("search", "--ray-storage-path", "{root}/ray", "--trials", "2"),
+           ("--ray-storage-path", "--ray-address"), absent=("ray",)),
+    CliRow("warm-starts-beyond-trials", ("search", "--warm-start", "min", "--warm-start", "max", "--trials", "1",
+                                         "--storage", "sqlite:///{root}/warm.db"), ("warm-start", "n_trials=1"),
+           absent=("warm.db",)),
+    CliRow("budgets-contradict", ("search", "--budget", "params<=1e5", "--budget", "params>=1e7", "--trials", "3",
+                                  "--storage", "sqlite:///{root}/contra.db"), ("contradict", "no arch can be feasible"),
+           absent=("contra.db",)),
+    CliRow("budget-below-smallest", ("search", "--budget", "params<=10", "--trials", "3"),
+           ("smallest arch", "no arch can be feasible")),
+    # issue 17 item 7: messages that point the right way
+    CliRow("config-directory", ("run", "--config", "{empty}"), ("is a directory",)),
+    CliRow("storage-relative-missing", ("pareto", "--storage", "sqlite:///tmp/nothere.db"),
+           ("does not exist", "relative to the working directory", "sqlite:////tmp/nothere.db"), absent=("tmp",)),
 ]
 
 
@@ -304,7 +369,21 @@ def _api_cases(work: dict[str, Path]) -> dict[str, tuple[type[Exception], tuple[
                                  lambda: search(sp, _inf_objective, objectives="flops,params:max", n_trials=3,
                                                 sampler="random", progress=False)),
         "storage-url": (ConfigError, ("gopher",), lambda: open_storage("gopher://x")),
-        "study-corrupt": (ConfigError, ("not a database",), lambda: load_study(None, f"sqlite:///{work['garbage_db']}")),
+        "study-corrupt": (ConfigError, ("corrupt", "not a database"), lambda: load_study(None, f"sqlite:///{work['garbage_db']}")),
+        "arch-full-width-digits": (ArchError, ("resolution",), lambda: sp.parse(FULL.replace("r28", "r\uff12\uff18"))),
+        "space-in-channels-word": (SpaceError, ("in_channels", "'one'"), lambda: Space.from_yaml(work["space_in_channels"])),
+        "space-num-classes-0": (SpaceError, ("num_classes",), lambda: Space.from_yaml(work["space_classes"])),
+        "space-not-utf8": (SpaceError, ("not utf-8",), lambda: Space.from_yaml(work["space_bytes"])),
+        "checkpoint-future-version": (CheckpointError, ("format_version", "99"), lambda: load_subnet(work["ckpt_future"])),
+        "search-population-1": (ConfigError, ("population_size",),
+                                lambda: search(sp, "flops", objectives="flops,params:max", n_trials=3, population_size=1)),
+        "search-seed-negative": (ConfigError, ("seed",),
+                                 lambda: search(sp, "flops", objectives="flops,params:max", n_trials=3, seed=-1)),
+        "search-metric-not-provided": (ObjectiveError, ("latency_ms",),
+                                       lambda: search(sp, "flops", objectives="flops,latency_ms@cpu", n_trials=3)),
+        "search-budgets-contradict": (BudgetError, ("contradict",),
+                                      lambda: search(sp, "flops", objectives="flops,params:max", n_trials=3,
+                                                     budgets=["flops<=1e6", "flops>=1e8"])),
         "checkpoint-truncated": (CheckpointError, ("weights.safetensors",), lambda: load_subnet(work["ckpt_trunc"])),
         "checkpoint-bad-json": (CheckpointError, ("arch.json",), lambda: load_subnet(work["ckpt_badjson"])),
         "checkpoint-missing": (CheckpointError, ("does not exist",), lambda: load_subnet(work["root"] / "nope")),
@@ -318,7 +397,7 @@ def _api_cases(work: dict[str, Path]) -> dict[str, tuple[type[Exception], tuple[
                           lambda: Profile.load(work["profile_stale"], device="cpu")),
         "latency-predictor-truncated": (ProfileError, ("lat.json",), lambda: LatencyPredictor.load(work["lat_trunc"])),
         "accuracy-predictor-garbage": (ProfileError, ("acc.json",), lambda: AccuracyPredictor.load(work["acc_garbage"])),
-        "dataset-missing": (DataError, ("not found", "--data-dir"),
+        "dataset-missing": (DataError, ("not found", "--data-dir", "dataset-fashion-mnist"),
                             lambda: load_fashion_mnist(work["empty"], download=False)),
         "dataset-unknown": (HwnasError, ("imagenet",), lambda: load_dataset("imagenet", None)),
         "cifar-missing": (DataError, ("data_batch_1",), lambda: load_dataset("cifar10", work["empty"])),
@@ -332,7 +411,9 @@ API_IDS = [
     "objective-nan-value", "objective-nan-search", "objective-inf-search", "storage-url", "study-corrupt",
     "checkpoint-truncated", "checkpoint-bad-json", "checkpoint-missing", "export-exists", "supernet-truncated",
     "supernet-bad-json", "profile-truncated", "profile-corrupt-lut", "profile-stale", "latency-predictor-truncated",
-    "accuracy-predictor-garbage", "dataset-missing", "dataset-unknown", "cifar-missing",
+    "accuracy-predictor-garbage", "dataset-missing", "dataset-unknown", "cifar-missing", "arch-full-width-digits",
+    "space-in-channels-word", "space-num-classes-0", "space-not-utf8", "checkpoint-future-version",
+    "search-population-1", "search-seed-negative", "search-metric-not-provided", "search-budgets-contradict",
 ]
 
 
