@@ -53,6 +53,7 @@ class RunConfig:
     # export
     latency_budgets: tuple[float, ...] | str = "auto"
     export_formats: tuple[str, ...] = ("safetensors", "onnx")
+    finetune_steps: int = 0  # > 0: each export is fine-tuned that many steps (hwnas.supernet.finetune)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -67,6 +68,9 @@ class RunConfig:
             raise ConfigError(f"accuracy_archs={self.accuracy_archs} must be >= 10 to fit an accuracy predictor")
         if not any(o.startswith("accuracy") for o in self.objectives):
             raise ConfigError(f"objectives {list(self.objectives)} must include accuracy")
+        if isinstance(self.finetune_steps, bool) or not isinstance(self.finetune_steps, int) \
+                or not 0 <= self.finetune_steps <= 1_000_000:
+            raise ConfigError(f"export.finetune_steps={self.finetune_steps!r} must be an int in 0..1000000 (0: off)")
         if isinstance(self.latency_budgets, str) and self.latency_budgets != "auto":
             raise ConfigError(f"latency_budgets={self.latency_budgets!r}: 'auto' or a list of 3 numbers (ms)")
 
@@ -93,7 +97,7 @@ _SECTIONS = {
     "search": {"sampler": "sampler", "trials": "trials", "objectives": "objectives", "budgets": "budgets",
                "storage": "storage", "ray_address": "ray_address", "workers": "workers",
                "refine": "refine_archs"},
-    "export": {"latency_budgets": "latency_budgets", "formats": "export_formats"},
+    "export": {"latency_budgets": "latency_budgets", "formats": "export_formats", "finetune_steps": "finetune_steps"},
 }
 _TOP = {"name", "space", "seed", "out_root", "devices"}
 
