@@ -249,8 +249,10 @@ def finetune(
         for p in teacher.parameters():
             p.requires_grad_(False)
 
-    acc_before = evaluate(student, None, loaders.test, recalibrate=False)
-    say(f"finetune {ckpt_dir.name}: {arch}  test accuracy before {100 * acc_before:.2f}%; "
+    # The folder's own model is scored at the end, beside the result: the steps start at once, and a
+    # run killed mid-way has spent nothing on evaluation.
+    original = copy.deepcopy(student).eval()
+    say(f"finetune {ckpt_dir.name}: {arch}, {steps} steps; "
         + (f"distilling from the max subnet of {teacher_name}" if kd else "no teacher (--no-kd): label-smoothed CE only"))
 
     x_all, y_all = loaders.train.x, loaders.train.y
@@ -284,7 +286,7 @@ def finetune(
             torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
@@ -296,6 +298,7 @@ def finetune(
     student.eval()
     with torch.no_grad():
         recalibrate_bn(student, None, calib, len(calib))
+    acc_before = evaluate(original, None, loaders.test, recalibrate=False)
     acc_after = evaluate(student, None, loaders.test, recalibrate=False)
     seconds = time.perf_counter() - t0
 
@@ -313,7 +316,7 @@ def finetune(
                  else f"CE(label_smoothing={label_smoothing})"),
         "teacher": teacher_name, "teacher_arch": str(max_arch) if kd else None,
         "train_images": int(len(x_all)), "calib_images": int(len(calib)),
-        "split": "test", "accuracy_before": float(acc_before), "accuracy_after": float(acc_after),
+        "split": "test", "test_images": int(len(loaders.test.x)), "accuracy_before": float(acc_before), "accuracy_after": float(acc_after),
         "loss_first": losses[0], "loss_last": losses[-1], "seconds": round(seconds, 2),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
