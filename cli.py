@@ -25,6 +25,7 @@ _ROOT = Path(__file__).resolve().parent
 _COMPONENTS = (
     "search_space/_cli.py",
     "supernet/_cli.py",
+    "supernet/_finetune_cli.py",
     "estimators/_cli.py",
     "kernels/_cli.py",
     "searchers/_cli.py",

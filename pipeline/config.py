@@ -56,6 +56,7 @@ class RunConfig:
     # export
     latency_budgets: tuple[float, ...] | str = "auto"
     export_formats: tuple[str, ...] = ("safetensors", "onnx")
+    finetune_steps: int = 0  # > 0: each export is fine-tuned that many steps (hwnas.supernet.finetune)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -72,6 +73,9 @@ class RunConfig:
             raise ConfigError(f"objectives {list(self.objectives)} must include accuracy")
         if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained.strip()):
             raise ConfigError(f"train.pretrained={self.pretrained!r}: 'auto', a bundle name or folder, or null (train)")
+        if isinstance(self.finetune_steps, bool) or not isinstance(self.finetune_steps, int) \
+                or not 0 <= self.finetune_steps <= 1_000_000:
+            raise ConfigError(f"export.finetune_steps={self.finetune_steps!r} must be an int in 0..1000000 (0: off)")
         if isinstance(self.latency_budgets, str) and self.latency_budgets != "auto":
             raise ConfigError(f"latency_budgets={self.latency_budgets!r}: 'auto' or a list of 3 numbers (ms)")
 
@@ -99,7 +103,7 @@ _SECTIONS = {
     "search": {"sampler": "sampler", "trials": "trials", "objectives": "objectives", "budgets": "budgets",
                "storage": "storage", "ray_address": "ray_address", "workers": "workers",
                "refine": "refine_archs"},
-    "export": {"latency_budgets": "latency_budgets", "formats": "export_formats"},
+    "export": {"latency_budgets": "latency_budgets", "formats": "export_formats", "finetune_steps": "finetune_steps"},
 }
 _TOP = {"name", "space", "seed", "out_root", "devices"}
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from hwnas.pipeline._stages import say
 from hwnas.pipeline.context import RunContext
+from hwnas.pipeline.finetune import finetune_export
 from hwnas.pipeline.pareto import final_front, study_front
 from hwnas.pipeline.plots import plot_pareto
 
@@ -166,6 +167,7 @@ def stage_export(ctx: RunContext) -> dict[str, Any]:
                           devices=cfg.devices, loaders=loaders, predicted=pick.metrics, calib_images=cfg.calib_images,
                           formats=cfg.export_formats, extra={"budget": f"{key}<={b}", "trial": pick.trial},
                           latency=lat, static=static)
+        finetune_export(ctx, res)  # export.finetune_steps > 0: fine-tuned in place, res updated
         res.update({"budget_ms": b, "label": f"B{i + 1}", "title": label, "trial": pick.trial})
         out.append(res)
         say(f"    {label}: {pick.arch}  test acc {100 * res['measured']['accuracy']:.2f}%, "

@@ -42,7 +42,9 @@ def _steps(cfg: RunConfig, bundle: Path | None) -> list[tuple[str, dict[str, Any
         ("search", {"sampler": cfg.sampler, "trials": cfg.trials, "objectives": cfg.objectives, "budgets": cfg.budgets,
                     "seed": cfg.seed, "storage": cfg.storage}, stage_search),
         ("pareto", {"v": 2, "refine": cfg.refine_archs, "val": cfg.val_images, "calib": cfg.calib_images}, stage_pareto),
-        ("export", {"budgets": cfg.latency_budgets, "formats": cfg.export_formats}, stage_export),
+        # finetune_steps joins the key only when on, so runs made before it existed keep their stamps
+        ("export", {"budgets": cfg.latency_budgets, "formats": cfg.export_formats,
+                    **({"finetune_steps": cfg.finetune_steps} if cfg.finetune_steps else {})}, stage_export),
         ("report", {"v": 1}, stage_report),
     ]
 
