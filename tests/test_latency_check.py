@@ -45,6 +45,7 @@ def test_protocol_rejects_bad_values_and_matches_profile_settings():
     assert (s.repeats, s.net_repeats, s.min_sample_ms, s.statistic) == (61, 61, 0.5, "min")
 
 
+@pytest.mark.slow
 def test_stage_profile_checks_with_the_shared_protocol(tmp_path):
     """The stage's validation.csv: one row per configured held-out arch (none of them a correction
     network), the protocol's statistic over all interleaved samples; a re-run reuses it."""
@@ -144,6 +145,7 @@ def test_profile_keeps_the_network_sampling_it_started_with(tmp_path):
     assert set(p.networks["arch"]) == {str(a) for a in network_archs(space, 4, 0)}
 
 
+@pytest.mark.slow
 def test_measure_exports_gives_predicted_measured_and_error_per_device(tmp_path):
     from hwnas.supernet import build_static, export
 
