@@ -1,8 +1,10 @@
 """Benchmark: lookup-table latency predictor vs measured latency of held-out subnets.
 
 For each device (torch eager CPU batch 1, onnxruntime CPU batch 1): profile the space (every
-distinct block + N whole subnets for the correction), fit `LatencyPredictor`, then time M held-out
-random subnets end to end in the same process and compare. Reports the share within +-10%,
+distinct block + N whole subnets for the correction, stratified over MACs and depth), fit
+`LatencyPredictor`, then time M held-out random subnets end to end in the same process and compare,
+with the library's one checking protocol (`hwnas.estimators.latency_check.heldout_check`: the
+main job's in-run check runs the same code, only on fewer subnets). Reports the share within +-10%,
 Spearman, the FLOPs-proxy baseline's Spearman, the profiling time, and predictor throughput.
 Writes JSON + one scatter PNG per device under results/benchmarks/.
 
@@ -22,17 +24,22 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hwnas.estimators.latency_check import DEFAULT_PROTOCOL
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="fmnist-mbv3")
     ap.add_argument("--devices", default="cpu,ort-cpu", help="comma-separated device names (default: cpu,ort-cpu)")
     ap.add_argument("--networks", type=int, default=50, help="whole subnets measured for the correction (default 50)")
     ap.add_argument("--heldout", type=int, default=200, help="held-out subnets measured for validation (default 200)")
-    ap.add_argument("--repeats", type=int, default=31, help="timing samples per kernel (default 31)")
-    ap.add_argument("--min-sample-ms", type=float, default=2.0, help="minimum duration of one sample (default 2)")
+    ap.add_argument("--repeats", type=int, default=DEFAULT_PROTOCOL.repeats,
+                    help=f"timing samples per kernel (default {DEFAULT_PROTOCOL.repeats}, the main job's)")
+    ap.add_argument("--min-sample-ms", type=float, default=DEFAULT_PROTOCOL.min_sample_ms,
+                    help=f"minimum duration of one sample (default {DEFAULT_PROTOCOL.min_sample_ms})")
     ap.add_argument("--statistic", default="min", choices=["min", "median"],
                     help="timing statistic used by predictor and ground truth alike (default min; see docs)")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="held-out nets are timed in this many interleaved passes (shared-machine drift; default 3)")
+    ap.add_argument("--rounds", type=int, default=DEFAULT_PROTOCOL.rounds,
+                    help="held-out nets are timed in this many interleaved passes (shared-machine drift; "
+                         f"default {DEFAULT_PROTOCOL.rounds})")
     ap.add_argument("--energy", type=int, default=3,
                     help="held-out nets whose energy is measured by a hardware counter when one exists (default 3)")
     ap.add_argument("--work-dir", default="results/runs/bench-latency", help="where profiles are written")
@@ -40,24 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="delete existing profiles first (time the profiling)")
     args = ap.parse_args(argv)
 
-    from hwnas.estimators import (
-        Device,
-        LatencyPredictor,
-        MacsProxy,
-        MeasureSettings,
-        measure_module,
-        measure_onnx,
-        profile,
-    )
+    from hwnas.estimators import Device, LatencyPredictor, MacsProxy, profile
     from hwnas.estimators.latency import spearman, within
+    from hwnas.estimators.latency_check import CheckProtocol, heldout_archs, heldout_check
     from hwnas.search_space import Space
-    from hwnas.supernet import build_static
 
     space = Space.preset(args.space)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = MeasureSettings(repeats=args.repeats, net_repeats=args.repeats, min_sample_ms=args.min_sample_ms,
-                               statistic=args.statistic)
+    protocol = CheckProtocol(rounds=args.rounds, repeats=args.repeats, min_sample_ms=args.min_sample_ms,
+                             statistic=args.statistic)
+    settings = protocol.settings()
     report = {"benchmark": "latency_predictor", "space": space.name, "networks": args.networks,
               "heldout": args.heldout, "settings": settings.__dict__, "machine": platform.node(), "devices": {}}
     for name in args.devices.split(","):
@@ -68,38 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         prof = profile(space, dev, work, n_networks=args.networks, settings=settings, progress=True)
         pred = LatencyPredictor.from_profile(prof)
         flops = MacsProxy(space).fit(prof.network_archs(), prof.network_latency_ms())
-        seen = set(prof.networks["arch"])
-        held = [a for a in space.sample_many(args.heldout * 2, rng=12345, unique=True) if a.to_string() not in seen]
-        held = held[: args.heldout]
+        # same seed and selection as before the shared protocol: the held-out nets did not change
+        held = heldout_archs(space, args.heldout, 12345, exclude=prof.networks["arch"])
         t0 = time.perf_counter()
-        from hwnas.estimators.measure import Timing
-        from tqdm.auto import tqdm
-
-        # interleaved passes: a slow phase of the shared machine hits every net a little, not a few nets a lot
-        nets = [build_static(space, a) for a in held]
-        shapes = [(dev.batch_size, space.in_channels, a.resolution, a.resolution) for a in held]
-        if dev.backend == "onnxruntime":  # export each net once, not once per pass
-            from hwnas.estimators.measure import onnx_bytes
-
-            nets = [onnx_bytes(n_, s_) for n_, s_ in zip(nets, shapes)]
-        samples: list[list[float]] = [[] for _ in held]
-        per_round = max(3, settings.net_repeats // args.rounds)
-        rng = np.random.default_rng(0)
-        with tqdm(total=len(held) * args.rounds, desc=f"held-out @{dev.name}", unit="net") as bar:
-            for _ in range(args.rounds):
-                for i in rng.permutation(len(held)):
-                    kw = dict(warmup=settings.warmup, repeats=per_round, min_sample_ms=settings.min_sample_ms)
-                    if dev.backend == "onnxruntime":
-                        t = measure_onnx(nets[i], dev, shapes[i], **kw)
-                    else:
-                        t = measure_module(nets[i], dev, shapes[i], **kw)
-                    samples[i] += list(t.samples_ms)
-                    bar.update(1)
-        timings = [Timing.from_samples(s_, number=1, warmup=settings.warmup) for s_ in samples]
-        meas = [t.min_ms if args.statistic == "min" else t.median_ms for t in timings]
-        meas_med = [t.median_ms for t in timings]
-        iqr_rel = [t.iqr_ms / t.median_ms for t in timings]
-        meas, meas_med = np.asarray(meas), np.asarray(meas_med)
+        chk = heldout_check(pred, held, protocol=protocol, progress=True)
+        meas = chk.table["measured_ms"].to_numpy(float)
+        meas_med = chk.table["measured_median_ms"].to_numpy(float)
+        iqr_rel = (chk.table["iqr_ms"] / chk.table["measured_median_ms"]).to_numpy(float)
         t_meas = time.perf_counter() - t0
         p = pred.predict_many(held)
         lut_only = np.array([pred.lut_sum(a) for a in held])
@@ -111,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         rel = (p - meas) / meas
         r = {
             "device": dev.to_dict(), "settings": prof.settings.__dict__, "rounds": args.rounds,
+            "protocol": protocol.to_dict(), "network_sampling": prof.meta.get("network_sampling", "uniform"),
+            "median_rel_error": chk.summary["median_rel_err"],
             "fingerprint": prof.fingerprint, "fingerprint_hash": prof.fingerprint_hash,
             "lut_rows": int(len(prof.table)), "profile_seconds": round(prof.seconds, 1),
             "profile_measured_now": prof.measured_now,

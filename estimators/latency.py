@@ -163,6 +163,8 @@ class LatencyPredictor:
         archs, y = prof.network_archs(), prof.network_latency_ms(statistic)
         if correction != "none" and len(y) >= 2:
             pred.fit(archs, y, ridge=correction == "auto")
+        # which timing statistic the predictions mean: a check must measure the same one
+        pred.fit_report["statistic"] = statistic or prof.settings.statistic
         return pred
 
     def fit(self, archs: list[Arch], latency_ms: Any, *, ridge: bool = True) -> LatencyPredictor:

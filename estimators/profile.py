@@ -4,7 +4,7 @@ A profile is a directory:
 - `profile.json`  the space, the device, its fingerprint (+ hash) and the measuring settings;
 - `lut.csv`       one row per distinct block configuration (`space.distinct_block_configs()`, stem and
                   head included): median/IQR/mean/min ms, repeats, calls per sample, raw samples;
-- `networks.csv`  N random whole subnets timed end to end (for the correction model and validation);
+- `networks.csv`  N whole subnets timed end to end for the correction model (stratified over MACs and depth);
 - `lut.parquet`, `networks.parquet`: Parquet copies written when a run ends (fingerprint in the metadata).
 
 Both tables are append-only journals: each measured row is written and fsync'ed at once, so a
@@ -33,6 +33,7 @@ import numpy as np
 from hwnas._io import atomic_write_json, atomic_write_text, read_json
 from hwnas.errors import ProfileError, StaleProfileError
 from hwnas.estimators.devices import Device, fingerprint_hash
+from hwnas.estimators.latency_check import NETWORK_SAMPLING, network_archs
 from hwnas.estimators.measure import DEFAULT_REPEATS, DEFAULT_WARMUP, Timing, measure_module
 from hwnas.search_space import Arch, BlockConfig, Space
 
@@ -259,20 +260,18 @@ def _timing_cols(t: Timing) -> dict[str, Any]:
             "samples_ms": " ".join(f"{x:.6g}" for x in t.samples_ms)}
 
 
-def _network_archs(space: Space, n: int, seed: int) -> list[Arch]:
-    return space.sample_many(n, rng=seed, unique=True) if n else []
-
-
 # ---- the profiling job ---------------------------------------------------------------------------------
 def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike, *, n_networks: int = 50,
             resume: bool = True, progress: bool = True, allow_stale: bool = False, seed: int = 0,
             settings: MeasureSettings | None = None, configs: list[BlockConfig] | None = None,
-            on_row: Callable[[str, dict[str, Any]], None] | None = None) -> Profile:
+            on_row: Callable[[str, dict[str, Any]], None] | None = None, network_sampling: str = NETWORK_SAMPLING
+            ) -> Profile:
     """Measure every distinct block configuration of `space` on `device`, plus `n_networks` whole subnets.
 
     Resumable: rows already in `out_dir` are kept and not re-measured (same fingerprint required,
     or `allow_stale=True`). With `resume=False` an existing non-empty profile is an error.
     `configs` restricts the table to the given block configurations (default: all distinct ones).
+    `network_sampling` ("stratified" or "uniform", `latency_check.network_archs`) picks a new profile's networks.
     """
     t_start = time.perf_counter()
     space = Space.preset(space) if isinstance(space, str) else space
@@ -285,6 +284,7 @@ def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike
     out.mkdir(parents=True, exist_ok=True)
     fp = device.fingerprint()
     meta_path = out / "profile.json"
+    sampling = network_sampling  # a resumed profile keeps its own (profiles before this key: uniform)
     if meta_path.exists():
         if not resume:
             raise ProfileError(f"{str(out)!r} already holds a profile; pass resume=True (the default) to continue "
@@ -298,11 +298,12 @@ def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike
         settings = old_settings  # a resumed profile keeps its timing protocol
         seed = int(meta.get("seed", seed))
         n_networks = max(n_networks, int(meta.get("n_networks", 0)))
+        sampling = meta.get("network_sampling", "uniform")
         fp = old_fp if allow_stale else fp
     meta = {
         "format": PROFILE_FORMAT, "format_version": PROFILE_VERSION, "space": space.to_dict(),
         "device": device.to_dict(), "fingerprint": fp, "fingerprint_hash": fingerprint_hash(fp),
-        "settings": settings.__dict__, "n_networks": n_networks, "seed": seed,
+        "settings": settings.__dict__, "n_networks": n_networks, "seed": seed, "network_sampling": sampling,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(meta_path, meta)
@@ -314,7 +315,7 @@ def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike
     done_keys = set(lut_old["key"])
     done_archs = set(net_old["arch"])
     todo = [c for c in (configs if configs is not None else space.distinct_block_configs()) if c.key not in done_keys]
-    nets = [a for a in _network_archs(space, n_networks, seed) if a.to_string() not in done_archs]
+    nets = [a for a in network_archs(space, n_networks, seed, sampling=sampling) if a.to_string() not in done_archs]
     lut_j = _Journal(out / "lut.csv", LUT_COLUMNS)
     net_j = _Journal(out / "networks.csv", NET_COLUMNS)
     total = len(todo) + len(nets)

@@ -1,5 +1,7 @@
 """Stage 2, profile: each device's lookup table and whole-network timings -> its latency predictor
-(`<run>/profiles/<device>/`), checked on held-out random archs measured end to end."""
+(`<run>/profiles/<device>/`), checked on held-out random archs timed with the library's one checking
+protocol (`hwnas.estimators.latency_check`: interleaved passes, the predictor's statistic), the same
+the latency benchmark and `export_latency_check` use."""
 
 from __future__ import annotations
 
@@ -13,49 +15,87 @@ from hwnas._io import atomic_write_text
 from hwnas.pipeline._stages import say
 from hwnas.pipeline.context import RunContext
 
-__all__ = ["stage_profile", "latency_predictors"]
+__all__ = ["stage_profile", "latency_predictors", "export_latency_check", "ANCHORS"]
+
+ANCHORS = 5  # correction networks re-timed beside the held-out ones: the machine's drift since profiling
 
 
 def stage_profile(ctx: RunContext) -> dict[str, Any]:
-    import pandas as pd
-    from hwnas.estimators import Device, build_predictors, measure
-    from hwnas.estimators.latency import spearman, within
+    from dataclasses import replace
+
+    from hwnas.estimators import Device, build_predictors
+    from hwnas.estimators.latency_check import (
+        DEFAULT_PROTOCOL,
+        check_summary,
+        heldout_archs,
+        heldout_check,
+    )
 
     cfg, space = ctx.cfg, ctx.space
     out: dict[str, Any] = {}
-    rng_archs = space.sample_many(cfg.validate_networks, cfg.seed + 999, unique=True)
     for dev_name in cfg.devices:
         dev = Device.from_name(dev_name)
         d = ctx.run_dir / "profiles" / dev.name
         t0 = time.perf_counter()
-        prof, pred = build_predictors(space, dev, d, n_networks=cfg.profile_networks, progress=ctx.progress, seed=cfg.seed)
+        # blocks and correction networks timed with as many samples of the same length as the check
+        prof, pred = build_predictors(space, dev, d, n_networks=cfg.profile_networks, progress=ctx.progress,
+                                      seed=cfg.seed, settings=DEFAULT_PROTOCOL.settings())
         t_prof = time.perf_counter() - t0
-        # Held-out validation: archs never used to fit the correction, measured now end to end.
+        protocol = replace(DEFAULT_PROTOCOL, statistic=prof.settings.statistic)  # a resumed profile keeps its own
+        held = heldout_archs(space, cfg.validate_networks, cfg.seed + 999, exclude=prof.networks["arch"])
         val_path = d / "validation.csv"
-        if val_path.is_file():
-            vdf = pd.read_csv(val_path)
-            meas = vdf["measured_ms"].to_numpy()
+        old = _reusable(val_path, held, protocol)
+        t0 = time.perf_counter()
+        if old is not None:  # a resumed stage: same archs, same protocol (predictions are made anew below)
+            vdf, summary = old, {}
         else:
-            timings = [measure(a, dev, space=space) for a in rng_archs]
-            meas = np.array([t.min_ms for t in timings])  # the statistic the predictors are fitted on
-            vdf = pd.DataFrame({"arch": [str(a) for a in rng_archs], "measured_ms": meas,
-                                "measured_median_ms": [t.median_ms for t in timings]})
-        predicted = pred.predict_many([space.parse(a) for a in vdf["arch"]])
-        vdf["predicted_ms"] = predicted
+            nets = prof.networks.sort_values(f"{prof.settings.statistic}_ms")
+            pick = nets.iloc[np.linspace(0, len(nets) - 1, min(ANCHORS, len(nets))).round().astype(int)]  # fast..slow
+            anchors = list(zip(pick["arch"], pick[f"{prof.settings.statistic}_ms"].astype(float)))
+            chk = heldout_check(pred, held, protocol=protocol, anchors=anchors, progress=ctx.progress)
+            vdf, summary = chk.table, chk.summary
+        vdf["predicted_ms"] = pred.predict_many([space.parse(a) for a in vdf["arch"]])
+        vdf["rel_error"] = (vdf["predicted_ms"] - vdf["measured_ms"]) / vdf["measured_ms"]
         atomic_write_text(val_path, vdf.to_csv(index=False))
+        fig = check_summary(vdf["predicted_ms"], vdf["measured_ms"])
         out[dev.name] = {
             "fingerprint": dev.fingerprint_hash(),
             "rows": int(len(prof.table)),
             "networks": int(len(prof.networks)),
             "profile_seconds": t_prof,
+            "check_seconds": time.perf_counter() - t0,
             "validation_archs": len(vdf),
-            "spearman": float(spearman(predicted, meas)),
-            "within_10pct": float(within(predicted, meas, 0.10)),
-            "median_abs_rel_err": float(np.median(np.abs(predicted - meas) / meas)),
+            "statistic": protocol.statistic,
+            "protocol": protocol.to_dict(),
+            "spearman": fig["spearman"],
+            "within_10pct": fig["within_10pct"],
+            "within_5pct": fig["within_5pct"],
+            "median_abs_rel_err": fig["median_abs_rel_err"],
+            "median_rel_err": fig["median_rel_err"],
+            **({"drift": summary["drift"]} if "drift" in summary else {}),
         }
-        say(f"    {dev.name}: Spearman {out[dev.name]['spearman']:.3f}, "
-            f"{100 * out[dev.name]['within_10pct']:.0f}% of {len(vdf)} held-out archs within ±10%")
+        drift = f", machine {100 * (summary['drift'] - 1):+.0f}% vs profiling" if "drift" in summary else ""
+        say(f"    {dev.name}: Spearman {fig['spearman']:.3f}, {100 * fig['within_10pct']:.0f}% of {len(vdf)} held-out "
+            f"archs within ±10% (median error {100 * fig['median_rel_err']:+.1f}%{drift})")
     return {"devices": out}
+
+
+def _reusable(path: Path, held: Sequence[Any], protocol: Any) -> Any:
+    """validation.csv of an interrupted earlier run when it holds exactly `held`, timed by `protocol`."""
+    import pandas as pd
+
+    if not path.is_file():
+        return None
+    try:
+        vdf = pd.read_csv(path)
+    except Exception:  # pandas raises several parser error types; an unreadable file is re-measured
+        return None
+    need = {"arch", "measured_ms", "statistic", "rounds"}
+    if not need <= set(vdf.columns) or list(vdf["arch"]) != [str(a) for a in held]:
+        return None
+    if set(vdf["statistic"]) != {protocol.statistic} or set(vdf["rounds"]) != {protocol.rounds}:
+        return None
+    return vdf
 
 
 def latency_predictors(run_dir: Path, devices: Sequence[str]) -> dict[str, Any]:
@@ -67,3 +107,25 @@ def latency_predictors(run_dir: Path, devices: Sequence[str]) -> dict[str, Any]:
         dev = Device.from_name(dev_name)
         out[dev.name] = LatencyPredictor.load(run_dir / "profiles" / dev.name / "latency_predictor.json", device=dev)
     return out
+
+
+def export_latency_check(run_dir: Path, devices: Sequence[str], nets: Sequence[Any], *, space: Any = None,
+                         progress: bool = False) -> list[dict[str, Any]]:
+    """Predicted vs measured latency of exported subnets on every device of the run, timed with the
+    held-out check's protocol (the predictor's statistic, interleaved passes over every (net, device)).
+
+    `nets`: checkpoint directories (`<run>/exported/budget<i>/`) or `(static module, arch)` pairs
+    (with `space`). Returns, per net, `{"arch", "devices": {device: {"predicted_ms", "measured_ms",
+    "measured_min_ms", "measured_median_ms", "rel_error", "within_10pct"}}}`
+    (`hwnas.estimators.latency_check.measure_exports`)."""
+    from dataclasses import replace
+
+    from hwnas.estimators.latency_check import DEFAULT_PROTOCOL, measure_exports
+
+    preds = latency_predictors(run_dir, devices)
+    stats = {p.fit_report.get("statistic", "min") for p in preds.values()}  # predictors before the key: min
+    if len(stats) != 1:
+        raise ValueError(f"the run's predictors were fitted on different statistics {sorted(stats)}; "
+                         "one export check needs one")
+    protocol = replace(DEFAULT_PROTOCOL, statistic=stats.pop())
+    return measure_exports(nets, devices, predictors=preds, space=space, protocol=protocol, progress=progress)
