@@ -167,6 +167,7 @@ class EvoSampler(optuna.samplers.BaseSampler):
     def _reset(self) -> None:
         self._held: set[str] = set()  # archs of finished trials that hold theirs
         self._recorded: set[int] = set()  # numbers of finished trials read
+        self._pending: dict[int, str] = {}  # trial number -> arch this sampler proposed, not finished yet
         self._scan_from = 0  # every trial listed before this index is finished and read
         self._complete: dict[int, Member] = {}
         self._parents: dict[int, list[Member]] = {0: []}
@@ -194,6 +195,9 @@ class EvoSampler(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         arch = self.propose(study)
+        # Remembered until the trial finishes: a caller that asks a whole generation before telling any
+        # (searchers/_generation.py) records the arch only at tell time, so the study cannot show it yet.
+        self._pending[trial.number] = str(arch)
         return {k: v for k, v in self._space.to_choices(arch).items() if k in search_space}
 
     def sample_independent(self, study: Any, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
@@ -315,10 +319,12 @@ class EvoSampler(optuna.samplers.BaseSampler):
             k = self._key(t)
             if k is not None:
                 running.add(k)
+        running.update(k for n, k in self._pending.items() if n not in self._recorded)
         return running
 
     def _record(self, t: FrozenTrial) -> None:
         self._recorded.add(t.number)
+        self._pending.pop(t.number, None)
         if t.state == TrialState.FAIL and str(t.user_attrs.get("error", "")).startswith(NOT_EVALUATED):
             return
         k = self._key(t)

@@ -28,6 +28,8 @@ examples:
 
 
 def register(sub: Any) -> None:
+    from hwnas._cli_choices import SEED, Float, Int
+
     p = sub.add_parser(
         "finetune",
         help="fine-tune an exported subnet (distillation from its supernet), rewriting its folder atomically",
@@ -36,20 +38,20 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dir", metavar="DIR", help="an exported checkpoint folder (arch.json + weights.safetensors)")
-    p.add_argument("--steps", type=int, required=True, help="training steps (1..1000000)")
+    p.add_argument("--steps", type=Int(1, 1_000_000), required=True, help="training steps (1..1000000)")
     p.add_argument("--supernet", default=None, metavar="PATH_OR_BUNDLE",
                    help="the teacher: a supernet folder or a shipped bundle name (default: found as described above)")
     p.add_argument("--no-kd", action="store_true", help="no teacher: label-smoothed cross-entropy only")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate, cosine to 0 (default 0.01)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the batch order (default 0)")
+    p.add_argument("--lr", type=Float(1e-6, 10.0), default=0.01, help="peak learning rate, cosine to 0 (default 0.01)")
+    p.add_argument("--batch-size", type=Int(1, 65536), default=128, help="batch size (default 128)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the batch order (default 0)")
     p.add_argument("--dataset", default=None, help="dataset (default: the supernet's training dataset, else fashion-mnist)")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files (default: the supernet's, else the usual places)")
-    p.add_argument("--subset", type=int, default=None, metavar="N", help="train on only N (seeded) training images")
-    p.add_argument("--calib-images", type=int, default=2000, metavar="N",
+    p.add_argument("--subset", type=Int(1, 100_000_000), default=None, metavar="N", help="train on only N (seeded) training images")
+    p.add_argument("--calib-images", type=Int(1, 1_000_000), default=2000, metavar="N",
                    help="training images for BN recalibration of the teacher and the result (default 2000)")
     p.add_argument("--device", default="cpu", help="torch device to train on (default cpu)")
-    p.add_argument("--log-every", type=int, default=None, metavar="N",
+    p.add_argument("--log-every", type=Int(1, 1_000_000), default=None, metavar="N",
                    help="with --no-progress: a `step i/N loss x` line every N steps (default: about 20 lines)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (step lines instead)")
     p.set_defaults(func=_run)
