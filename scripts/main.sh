@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the main job: train the supernet, profile this CPU, search
-# the Pareto front under budgets and export subnets, into results/runs/<name>/.
+# Set up (scripts/setup.sh) and run the main job: take the shipped supernet bundle (hash-checked;
+# --retrain trains one), profile this CPU, search the Pareto front under budgets and export subnets,
+# into results/runs/<name>/.
 # Extra arguments go to `hwnas run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
