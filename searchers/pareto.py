@@ -15,6 +15,10 @@ stage), reading the study gives the re-measured front by default, exactly the on
 from: the measured metric is labelled `<metric>_measured` and the prediction `<metric>_predicted`
 in every table and JSON, and picks rank by the measured value (`measured=False` reads the
 search's own, predicted, values).
+
+Over ~400 lines (552): the front, its measured / predicted views and the picks share the arrays
+read once from storage; the next split is the views and labels (measured vs predicted) into their
+own module (not done yet).
 """
 
 from __future__ import annotations
