@@ -21,7 +21,8 @@ from hwnas.supernet.train import (
     zero_init_residual_bn,
 )
 
-from tests._train_helpers import HAVE_FMNIST, TINY_SPACE, tiny_config, tiny_space_path
+from tests._helpers import TINY_SPACE
+from tests._train_helpers import HAVE_FMNIST, tiny_config, tiny_space_path
 
 needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Fashion-MNIST Debian files not installed")
 
