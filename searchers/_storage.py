@@ -145,7 +145,6 @@ def existing_storage_path(url: str | None) -> Path | None:
 
 # Tables every Optuna RDB storage has (alembic_version: Optuna's schema version, set when it creates them).
 _OPTUNA_TABLES = ("studies", "alembic_version")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def require_optuna_tables(url: str) -> None:
@@ -169,22 +168,35 @@ def require_optuna_tables(url: str) -> None:
         return
     where = f"storage file {str(path.resolve())!r} (from {redact_url(url)!r})"
     left = "left unchanged; give the storage a search wrote"
-    with open(path, "rb") as f:
-        head = f.read(len(_SQLITE_MAGIC))
-    if not head:
+    # Never open() the file here: closing any descriptor of a SQLite file drops every POSIX lock this
+    # process holds on it, so a reader that still has Optuna connections to a study (a notebook, a
+    # test polling a search) would let another process reset the WAL under them: "database disk image
+    # is malformed" afterwards. SQLite's own connections share their descriptors safely; stat() opens
+    # nothing.
+    if path.stat().st_size == 0:
         raise ConfigError(f"{where} is an empty file, not an Optuna study database ({left})")
-    if head != _SQLITE_MAGIC:
-        raise ConfigError(f"{where} is not a database (no SQLite header: corrupt, or another kind of file; {left})")
     import sqlite3
 
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+    def list_tables(uri: str) -> set[str]:
+        con = sqlite3.connect(uri, uri=True, timeout=60)
         try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             con.close()
+
+    try:
+        tables = list_tables(path.resolve().as_uri() + "?mode=ro")  # a foreign database stays byte-identical
     except sqlite3.DatabaseError as e:
-        raise ConfigError(f"{where} is a corrupt SQLite database ({e}; {left})") from None
+        if "not a database" in str(e):
+            raise ConfigError(f"{where} is not a database (no SQLite header: corrupt, or another kind of file; "
+                              f"{left})") from None
+        # A WAL-mode study whose writer was killed: read-only, SQLite cannot recover its shared-memory
+        # index and reports the file as malformed. A plain connection recovers it, as Optuna's would,
+        # and only reads.
+        try:
+            tables = list_tables(path.resolve().as_uri())
+        except sqlite3.DatabaseError as e2:
+            raise ConfigError(f"{where} is a corrupt SQLite database ({e2}; {left})") from None
     _require_tables(where, tables, left)
 
 

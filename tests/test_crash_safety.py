@@ -145,8 +145,10 @@ def test_kill_search_then_resume(tmp_path: Path, kind: str, request) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "s.log") if kind == "journal" \
         else request.getfixturevalue("postgres").new_database()  # a real server (tests/_cluster.py)
     n = 80
+    # --trial-by-trial: each trial is stored as it ends, so the kill lands between trials (the generation
+    # path's bulk checkpoints have their own kill test in tests/test_search_generation.py)
     cmd = [PY, "-m", "hwnas", "search", "--space", "fmnist-mbv3", "--provider", "flops", "--sampler", "random",
-           "--trials", str(n), "--storage", storage, "--study", "crash", "--no-progress"]
+           "--trials", str(n), "--storage", storage, "--study", "crash", "--no-progress", "--trial-by-trial"]
 
     def count() -> int:
         try:
