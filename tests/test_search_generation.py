@@ -146,10 +146,13 @@ def test_cli_supernet_profile_searches_the_main_jobs_objective(tiny_run, tmp_pat
     assert len(trials) == 40
     main = search_objective(tiny_space(), tiny_run, ["cpu", "cpu-b2"])  # what `hwnas run` searches
     space = tiny_space()
-    for t in trials:
+    expected = main.predict_many([space.parse(t.user_attrs["arch"]) for t in trials])
+    for t, want in zip(trials, expected):
         m = t.user_attrs["metrics"]
         for k in ("accuracy", "latency_ms@cpu", "latency_ms@cpu-b2", "peak_mem_mb@cpu", "energy_mj@cpu", "macs", "params"):
             assert k in m
-        assert m == pytest.approx(main(space.parse(t.user_attrs["arch"])), rel=1e-12)
+        # the accuracy MLP runs in float32: a batch of another size may round its last bits differently
+        assert m == pytest.approx(want, rel=1e-6)
+        assert {k: v for k, v in m.items() if k != "accuracy"} == {k: v for k, v in want.items() if k != "accuracy"}
         assert set(t.constraints) == {"latency_ms@cpu<=1000", "latency_ms@cpu-b2<=1000"}
     json.dumps(front.rows(top=3))  # the front reads back
