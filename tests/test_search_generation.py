@@ -59,7 +59,7 @@ from hwnas.searchers import search
 from tests.test_search_generation import SlowBatches
 space = Space.preset("fmnist-mbv3")
 search(space, SlowBatches(space), objectives="f1,f2", n_trials=int(sys.argv[2]), sampler="nsga2", storage=sys.argv[1],
-       study_name="k", checkpoint_trials=100, checkpoint_seconds=1000, resume=len(sys.argv) > 3)
+       study_name="k", checkpoint_trials=50, checkpoint_seconds=1000, resume=len(sys.argv) > 3)
 """
 
 
@@ -73,19 +73,19 @@ def _complete(db: Path) -> int:
 
 def test_kill_9_then_resume_ends_with_the_asked_count_and_no_arch_repeated(tmp_path):
     db = tmp_path / "k.db"
-    url, n = f"sqlite:///{db}", 1500
+    url, n = f"sqlite:///{db}", 400
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, url, str(n)], cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 300
-        while _complete(db) < 100 and proc.poll() is None and time.monotonic() < deadline:
+        while _complete(db) < 50 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         written = _complete(db)
         assert proc.poll() is None, "the search ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    assert 100 <= written < n  # checkpoints landed; the kill came before the end
+    assert 50 <= written < n  # checkpoints landed; the kill came before the end
     done = subprocess.run([sys.executable, "-c", _SCRIPT, url, str(n), "resume"], cwd=REPO, env=env, timeout=600)
     assert done.returncode == 0
     study = optuna.load_study(study_name="k", storage=url)
@@ -146,10 +146,13 @@ def test_cli_supernet_profile_searches_the_main_jobs_objective(tiny_run, tmp_pat
     assert len(trials) == 40
     main = search_objective(tiny_space(), tiny_run, ["cpu", "cpu-b2"])  # what `hwnas run` searches
     space = tiny_space()
-    for t in trials:
+    expected = main.predict_many([space.parse(t.user_attrs["arch"]) for t in trials])
+    for t, want in zip(trials, expected):
         m = t.user_attrs["metrics"]
         for k in ("accuracy", "latency_ms@cpu", "latency_ms@cpu-b2", "peak_mem_mb@cpu", "energy_mj@cpu", "macs", "params"):
             assert k in m
-        assert m == pytest.approx(main(space.parse(t.user_attrs["arch"])), rel=1e-12)
+        # the accuracy MLP runs in float32: a batch of another size may round its last bits differently
+        assert m == pytest.approx(want, rel=1e-6)
+        assert {k: v for k, v in m.items() if k != "accuracy"} == {k: v for k, v in want.items() if k != "accuracy"}
         assert set(t.constraints) == {"latency_ms@cpu<=1000", "latency_ms@cpu-b2<=1000"}
     json.dumps(front.rows(top=3))  # the front reads back
