@@ -11,9 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "kernels", help="check the fused Triton kernels, or time an exported subnet fused vs eager",
         description="Fused Triton kernels (depthwise, 1x1/kxk conv GEMM, SE) for the efficient blocks.\n\n"
-        "  hwnas kernels check                      every block config of fmnist-mbv3, odd shapes, 20 fused archs\n"
-        "  hwnas kernels check --what odd           odd shapes only (fast)\n"
-        "  hwnas kernels time results/runs/x/ckpt   an exported subnet: fused vs eager on CUDA\n\n"
+        "  hwnas kernels check                      # every block config of fmnist-mbv3, odd shapes, 20 fused archs\n"
+        "  hwnas kernels check --what odd           # odd shapes only (fast)\n"
+        "  hwnas kernels time results/runs/x/ckpt   # an exported subnet: fused vs eager on CUDA\n\n"
         "Without a CUDA GPU, `check` runs the real kernels through the Triton interpreter on the CPU\n"
         "(TRITON_INTERPRET=1, in a child process). The GPU benchmark is benchmarks/kernels.py.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
