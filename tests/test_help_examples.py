@@ -18,6 +18,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 from hwnas.cli import EPILOG, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +77,7 @@ def test_hwnas_help_shows_no_option_that_does_not_exist() -> None:
     assert "search --config" not in EPILOG
 
 
+@pytest.mark.slow  # three real searches (200, 1000 and 1000 trials): seconds alone, minutes on a loaded machine
 def test_every_help_and_readme_example_runs_or_parses(tmp_path, monkeypatch, capsys) -> None:
     # Each help text (and the README) is a walk-through of its own: its examples run in order in a
     # fresh folder (two texts may both create `--study demo` in results/runs/search.db).
