@@ -48,6 +48,8 @@ class ChoicesOf(Sequence):
 class Int:
     """An argparse `type`: an integer in [lo, hi], refused with the range otherwise.
 
+    The parser (`hwnas.cli.Parser`) puts the option and the value in front of the message:
+    `--trials 0: out of range; choose 1..10000000`.
     Counts, sizes and seeds all have a range that makes sense; a value outside it (`--trials
     99999999999999999999999`, `--population-size 0`, `--seed -1`) is a mistake to report before any
     work starts, not a search that never ends or a traceback from deep inside a library.
@@ -63,9 +65,9 @@ class Int:
         try:
             v = int(text.strip(), 10)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; choose {self.lo}..{self.hi}") from None
+            raise argparse.ArgumentTypeError(f"not a whole number; choose {self.lo}..{self.hi}") from None
         if not self.lo <= v <= self.hi:
-            raise argparse.ArgumentTypeError(f"{_short(text)} is out of range; choose {self.lo}..{self.hi}")
+            raise argparse.ArgumentTypeError(f"out of range; choose {self.lo}..{self.hi}")
         return v
 
     def __repr__(self) -> str:
@@ -86,16 +88,16 @@ class Float:
         try:
             v = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number; choose {self.lo:g}..{self.hi:g}") from None
+            raise argparse.ArgumentTypeError(f"not a number; choose {self.lo:g}..{self.hi:g}") from None
         if not math.isfinite(v) or not self.lo <= v <= self.hi:
-            raise argparse.ArgumentTypeError(f"{_short(text)} is out of range; choose {self.lo:g}..{self.hi:g}")
+            raise argparse.ArgumentTypeError(f"out of range (or not finite); choose {self.lo:g}..{self.hi:g}")
         return v
 
     def __repr__(self) -> str:
         return f"Float({self.lo}, {self.hi})"
 
 
-def _short(text: str) -> str:
+def short(text: str) -> str:
     """A value as typed, cut to a readable length (a 10,000-digit number is not echoed whole)."""
     t = text.strip()
     return t if len(t) <= 40 else f"{t[:20]}...({len(t)} characters)"

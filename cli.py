@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from hwnas._cli_choices import Float, Int, short
 from hwnas.errors import HwnasError
 
 __all__ = ["main", "build_parser", "Parser"]
@@ -62,7 +63,14 @@ class Parser(argparse.ArgumentParser):
         # (Not for the subcommand action: it sees every later argument, which its own parser checks.)
         if isinstance(arg_string, str) and not arg_string.strip() and not isinstance(action, argparse._SubParsersAction):
             raise argparse.ArgumentError(action, f"an empty value {arg_string!r} is not allowed")
-        return super()._get_value(action, arg_string)
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError as e:
+            if not isinstance(action.type, (Int, Float)):
+                raise
+            # `--bundle-pairs 5: out of range; choose 20..20000`: the option as typed, like the handlers' messages.
+            name = action.option_strings[-1] if action.option_strings else (action.metavar or action.dest)
+            raise argparse.ArgumentError(None, f"{name} {short(arg_string)}: {e.message}") from None
 
 
 EPILOG = """\

@@ -18,6 +18,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 from hwnas.cli import EPILOG, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,23 +77,27 @@ def test_hwnas_help_shows_no_option_that_does_not_exist() -> None:
     assert "search --config" not in EPILOG
 
 
+@pytest.mark.slow  # three real searches (200, 1000 and 1000 trials): seconds alone, minutes on a loaded machine
 def test_every_help_and_readme_example_runs_or_parses(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.chdir(tmp_path)
-    examples = [c for t in _help_texts() for c in _commands(t)] + _readme_commands()
-    # one run per distinct command: the same example in two help texts would find its own study the second time
-    examples = [shlex.split(c) for c in dict.fromkeys(shlex.join(a) for a in examples)]
-    assert len(examples) >= 20, examples
+    # Each help text (and the README) is a walk-through of its own: its examples run in order in a
+    # fresh folder (two texts may both create `--study demo` in results/runs/search.db).
+    texts = [_commands(t) for t in dict.fromkeys(_help_texts())] + [_readme_commands()]  # `hwnas` shows EPILOG
+    assert sum(map(len, texts)) >= 20, texts
     ran, parsed, failed = [], [], []
-    for argv in examples:
-        args = build_parser().parse_args(argv)  # every example: argparse accepts it
-        assert callable(getattr(args, "func", None)), argv
-        if not _is_quick(argv, tmp_path):
-            parsed.append(shlex.join(argv))
-            continue
-        with contextlib.redirect_stdout(io.StringIO()):
-            rc = main([*argv, "--no-progress"] if argv[0] == "search" else argv)
-        err = capsys.readouterr().err
-        (ran if rc == 0 else failed).append(f"{shlex.join(argv)} -> {rc} {err.strip()[-300:]}")
+    for i, examples in enumerate(texts):
+        cwd = tmp_path / f"text{i}"
+        cwd.mkdir()
+        monkeypatch.chdir(cwd)
+        for argv in examples:
+            args = build_parser().parse_args(argv)  # every example: argparse accepts it
+            assert callable(getattr(args, "func", None)), argv
+            if not _is_quick(argv, cwd):
+                parsed.append(shlex.join(argv))
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):
+                rc = main([*argv, "--no-progress"] if argv[0] == "search" else argv)
+            err = capsys.readouterr().err
+            (ran if rc == 0 else failed).append(f"{shlex.join(argv)} -> {rc} {err.strip()[-300:]}")
     print("ran for real:\n  " + "\n  ".join(ran) + "\nargparse accepts (need minutes, a cluster or a server):\n  "
           + "\n  ".join(parsed))
     assert not failed, failed
