@@ -67,9 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=TOP, default=10, metavar="K", help="front rows to print at the end (default 10)")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"],
                    help="how to print the front at the end, as `hwnas pareto` does (default table)")
-    p.add_argument("--trial-by-trial", action="store_true",
-                   help="write each trial to the storage as it ends (default in process with one worker: a generation "
-                   "at a time in memory, written in bulk every 1,000 trials or 10 s and at the end)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--generation", action="store_true",
+                   help="score a generation at a time in memory and write it to --storage in bulk (every 1,000 trials "
+                   "or 10 s and at the end; one process only: no other search may share the study). Default without "
+                   "--storage")
+    g.add_argument("--trial-by-trial", action="store_true",
+                   help="write each trial to the storage as it ends; the default with --storage, where other "
+                   "processes may share the study")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
 
@@ -168,7 +173,8 @@ def _search(args: argparse.Namespace) -> int:
             resources_per_trial=resources, resume=args.resume,
             warm_start=args.warm_start, population_size=args.population_size,
             ray_storage_path=args.ray_storage_path, progress=not args.no_progress,
-            generation=False if args.trial_by_trial else None,
+            # with a storage another process may share the study: trial by trial unless --generation
+            generation=True if args.generation else False if (args.trial_by_trial or args.storage) else None,
         )
     except KeyboardInterrupt:
         if args.storage:
