@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import signal
-import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_search_helpers import small_space  # noqa: E402
+from test_search_helpers import kill9_then_resume, small_space  # noqa: E402
 
 C = optuna.trial.TrialState.COMPLETE
 
@@ -163,51 +158,12 @@ def test_warm_start_archs_come_first_then_the_studys_own_trials_are_the_parents(
 
 
 # ---- kill -9 and resume ------------------------------------------------------------------------------------
-_KILL_SCRIPT = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {tests!r})
-    from test_search_helpers import SMALL, SlowCost
-    from hwnas.search_space import Space
-    from hwnas.searchers import search
-    search(Space.from_dict(SMALL), SlowCost(SMALL, 0.15), objectives="flops,params:max", budgets="params<=3e4",
-           n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="k", seed=0, sampler="evo",
-           population_size=6, resume=sys.argv[3] == "1")
-""")
-
-
 @pytest.mark.slow
 def test_kill_9_mid_search_then_resume_loses_and_repeats_nothing(tmp_path):
-    url = f"sqlite:///{tmp_path}/k.db"
-    script = tmp_path / "run.py"
-    script.write_text(_KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
-    n_total = 40
-    proc = subprocess.Popen([sys.executable, str(script), url, str(n_total), "0"], start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        n_before = 0
-        while time.time() < deadline:
-            time.sleep(1.0)
-            try:
-                n_before = len(load_study("k", url).get_trials(deepcopy=False, states=(C,)))
-            except Exception:  # the study may not exist yet
-                continue
-            if n_before >= 10:  # past generation 0: the killed search was breeding
-                break
-        assert n_before >= 10, "the search did not get going"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    before = {t.number: (t.values, t.user_attrs["arch"]) for t in load_study("k", url).trials if t.state == C}
-    assert 10 <= len(before) < n_total
-    subprocess.run([sys.executable, str(script), url, str(n_total), "1"], check=True, timeout=240)
-    s = load_study("k", url)
-    done = [t for t in s.trials if t.state == C]
-    assert len(done) == n_total
-    after = {t.number: (t.values, t.user_attrs["arch"]) for t in done}
-    assert all(after[k] == v for k, v in before.items())  # nothing completed was lost or changed
-    assert len({a for _, a in after.values()}) == n_total  # no arch evaluated twice
-    assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert len(s.trials) - n_total <= 1  # at most the trial running at the kill, now FAIL
+    # past generation 0 (10 of population 6) at the kill: the killed search was breeding
+    done = kill9_then_resume(tmp_path, f"sqlite:///{tmp_path}/k.db", min_before=10,
+                             extra=', sampler="evo", population_size=6')
+    assert len({t.user_attrs["arch"] for t in done}) == len(done)  # no arch evaluated twice
 
 
 @pytest.mark.slow

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -16,7 +14,7 @@ from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.searchers import ParetoFront, load_study, search, study_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_search_helpers import SMALL, NanOnDeep, small_space, true_hv  # noqa: E402
+from test_search_helpers import SMALL, NanOnDeep, kill9_then_resume, small_space, true_hv  # noqa: E402
 
 C = optuna.trial.TrialState.COMPLETE
 
@@ -152,55 +150,13 @@ def test_two_worker_processes_share_one_study_exactly(tmp_path, rep):
     assert sorted(front.trials[front.front_mask()].tolist()) == sorted(t.number for t in study.best_trials)
 
 
-_KILL_SCRIPT = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {tests!r})
-    from test_search_helpers import SMALL, SlowCost
-    from hwnas.search_space import Space
-    from hwnas.searchers import search
-    search(Space.from_dict(SMALL), SlowCost(SMALL, 0.15), objectives="flops,params:max", budgets="params<=3e4",
-           n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="k", seed=0, resume=sys.argv[3] == "1")
-""")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal", pytest.param("postgresql", marks=pytest.mark.cluster)])
 def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, kind, request):
     url = f"sqlite:///{tmp_path}/k.db" if kind == "sqlite" else str(tmp_path / "k.log") if kind == "journal" else \
         request.getfixturevalue("postgres").new_database()  # a real server (tests/_cluster.py)
-    script = tmp_path / "run.py"
-    script.write_text(_KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
-    # enough trials that the search cannot finish between two polls (one poll cycle is ~1-2 s, a
-    # trial ~0.15 s): with 12 a quiet machine once completed them all before the kill landed
-    n_total = 40
-    proc = subprocess.Popen([sys.executable, str(script), url, str(n_total), "0"], start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        n_before = 0
-        while time.time() < deadline:
-            time.sleep(1.0)  # each poll replays the journal: do not starve the search
-            try:
-                s = load_study("k", url)
-                n_before = len(s.get_trials(deepcopy=False, states=(C,)))
-            except Exception:  # the study may not exist yet
-                continue
-            if n_before >= 4:
-                break
-        assert n_before >= 4, "the search did not get going"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    before = {t.number: (t.values, t.user_attrs["arch"]) for t in load_study("k", url).trials if t.state == C}
-    assert 4 <= len(before) < n_total
-    subprocess.run([sys.executable, str(script), url, str(n_total), "1"], check=True, timeout=240)
-    s = load_study("k", url)
-    done = [t for t in s.trials if t.state == C]
-    assert len(done) == n_total
-    after = {t.number: (t.values, t.user_attrs["arch"]) for t in done}
-    assert all(after[k] == v for k, v in before.items())  # nothing completed was lost or changed
-    assert len(after) == len(done)  # trial numbers unique: nothing repeated
-    assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert len(s.trials) - n_total <= 1  # at most the one trial running at the kill, now FAIL
+    done = kill9_then_resume(tmp_path, url, min_before=4)
+    assert len({t.number for t in done}) == len(done)  # trial numbers unique: nothing repeated
 
 
 def test_hwnas_search_cli_then_resume(tmp_path, capsys):

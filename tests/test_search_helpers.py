@@ -77,3 +77,65 @@ class NanOnDeep:
         if arch.stages[0].depth == 2:
             out["flops"] = float("nan")
         return out
+
+
+# ---- kill -9 of a search process, then --resume --------------------------------------------------------
+_KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_search_helpers import SMALL, SlowCost
+from hwnas.search_space import Space
+from hwnas.searchers import search
+search(Space.from_dict(SMALL), SlowCost(SMALL, 0.15), objectives="flops,params:max", budgets="params<=3e4",
+       n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="k", seed=0, resume=sys.argv[3] == "1"{extra})
+"""
+
+
+def kill9_then_resume(tmp_path, url: str, *, min_before: int, n_total: int = 40, extra: str = ""):
+    """Run a search of SMALL (0.15 s a trial) in its own process on `url`, kill -9 it once the study
+    holds `min_before` complete trials, resume it to `n_total`, and check what every such test needs:
+    the kill landed mid-search, the resumed study holds exactly `n_total` complete trials, no trial
+    completed before the kill was lost or changed, none is left RUNNING, and at most the one trial
+    running at the kill is left over (as FAIL). `extra`: more `search()` keywords, e.g. ', sampler="evo"'.
+    Returns the resumed study's COMPLETE trials."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import optuna
+    from hwnas.searchers import load_study
+
+    C = optuna.trial.TrialState.COMPLETE
+    script = Path(tmp_path) / "run.py"
+    script.write_text(_KILL_SCRIPT.format(tests=str(Path(__file__).parent), extra=extra))
+    # enough trials that the search cannot finish between two polls (one poll cycle is ~1-2 s, a
+    # trial ~0.15 s): with 12 a quiet machine once completed them all before the kill landed
+    proc = subprocess.Popen([sys.executable, str(script), url, str(n_total), "0"], start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        n_before = 0
+        while time.time() < deadline:
+            time.sleep(1.0)  # each poll replays a journal: do not starve the search
+            try:
+                n_before = len(load_study("k", url).get_trials(deepcopy=False, states=(C,)))
+            except Exception:  # noqa: BLE001 - the study may not exist yet
+                continue
+            if n_before >= min_before:
+                break
+        assert n_before >= min_before, "the search did not get going"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = {t.number: (t.values, t.user_attrs["arch"]) for t in load_study("k", url).trials if t.state == C}
+    assert min_before <= len(before) < n_total
+    subprocess.run([sys.executable, str(script), url, str(n_total), "1"], check=True, timeout=240)
+    s = load_study("k", url)
+    done = [t for t in s.trials if t.state == C]
+    assert len(done) == n_total
+    after = {t.number: (t.values, t.user_attrs["arch"]) for t in done}
+    assert all(after[k] == v for k, v in before.items())  # nothing completed was lost or changed
+    assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(s.trials) - n_total <= 1  # at most the one trial running at the kill, now FAIL
+    return done
