@@ -57,9 +57,8 @@ def stage_accuracy(ctx: RunContext) -> dict[str, Any]:
 
 def _from_bundle(ctx: RunContext) -> dict[str, Any]:
     import pandas as pd
-    from hwnas.estimators.bundle import load_bundle
 
-    b = load_bundle(ctx.bundle, space=ctx.space)  # verified again: the files may have changed since stage 1
+    b = ctx.pretrained()
     pairs = pd.read_csv(b.path / "accuracy_pairs.csv")
     atomic_write_text(ctx.run_dir / "accuracy_samples.csv", pairs.to_csv(index=False))
     pred = b.predictor()

@@ -26,6 +26,7 @@ class RunContext:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     _loaders: Any = field(default=None, init=False, repr=False)
     _supernet: Any = field(default=None, init=False, repr=False)
+    _pretrained: Any = field(default=None, init=False, repr=False)
 
     def loaders(self) -> Any:
         """The run's dataset split (train / search-val / test), loaded once."""
@@ -41,10 +42,23 @@ class RunContext:
         """Where the run's supernet lives: the bundle's folder, or `<run>/supernet` when trained."""
         return self.bundle if self.bundle is not None else self.run_dir / "supernet"
 
-    def supernet(self) -> Any:
-        """The run's supernet (the bundle's, hash-verified, or the train stage's), in eval mode, loaded once."""
-        if self._supernet is None:
-            from hwnas.supernet import load_supernet
+    def pretrained(self) -> Any:
+        """The run's bundle (`hwnas.estimators.Bundle`), its hashes and space checked once per invocation."""
+        if self.bundle is None:
+            raise ValueError("this run trains its supernet: it has no bundle")
+        if self._pretrained is None:
+            from hwnas.estimators.bundle import load_bundle
 
-            self._supernet = load_supernet(self.supernet_dir, space=self.space).eval()
+            self._pretrained = load_bundle(self.bundle, space=self.space)
+        return self._pretrained
+
+    def supernet(self) -> Any:
+        """The run's supernet (the bundle's, or the train stage's), in eval mode, loaded once."""
+        if self._supernet is None:
+            if self.bundle is not None:
+                self._supernet = self.pretrained().supernet().eval()
+            else:
+                from hwnas.supernet import load_supernet
+
+                self._supernet = load_supernet(self.supernet_dir, space=self.space).eval()
         return self._supernet

@@ -78,10 +78,9 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
 def _stage_from_bundle(ctx: RunContext) -> dict[str, Any]:
     """Verify the bundle (every file against its SHA-256, and its space against the run's) and
     record where the supernet came from; nothing is trained or copied."""
-    from hwnas.estimators.bundle import load_bundle
     from hwnas.pipeline._stages import say
 
-    b = load_bundle(ctx.bundle, space=ctx.space)
+    b = ctx.pretrained()
     m = b.manifest
     tc = m.get("config") or {}
     say(f"    supernet: the shipped bundle {b.path} (SHA-256 of its {len(m.get('files') or {})} files verified; "

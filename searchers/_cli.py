@@ -130,7 +130,6 @@ def _search(args: argparse.Namespace) -> int:
     objective_fn: Any = args.provider
     objectives = ",".join(args.objective) if args.objective else "flops,params:max"
     if args.supernet is not None or args.profile:
-        from hwnas.errors import ConfigError
         from hwnas.pipeline.search import predictors_objective
         from hwnas.search_space import Space
 
