@@ -13,13 +13,17 @@ WAITING trial, and of FAIL trials whose objective failed on that arch (evaluatin
 again); trials failed as interrupted by a killed search are not held (their arch was never
 evaluated). It is read incrementally from the storage (other workers' trials included) and the
 archs this process proposed are added as it proposes them. Two workers proposing the same arch in
-the same instant are caught after the ask (`claim`): the later trial is given back.
+the same instant are caught after the ask (`claim`): the later trial is given back. "Later" is the
+trial number, so a claim first waits (up to `CLAIM_WAIT_S`) for every lower-numbered running trial
+of another worker to record its arch: without the wait, trial 12 could claim before trial 11 recorded
+the same arch, each would see itself as the first holder, and both would run.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +42,9 @@ MAX_REDRAWS = 16
 _RANDOM_TRIES = 64
 _ENUMERATE_LIMIT = 200_000
 _NOT_HELD_ERRORS = ("interrupted", "surplus")
+# Seconds a claim waits for lower-numbered trials of other workers to record their arch; a trial
+# still without one then (its process died between the ask and the record) is not waited for again.
+CLAIM_WAIT_S = 10.0
 
 
 class HeldArchs:
@@ -48,6 +55,9 @@ class HeldArchs:
         self.owner: dict[str, int] = {}
         self._next = 0  # trials numbered below this were read (except `_pending` ones)
         self._size: int | None = None
+        self.mine: set[int] = set()  # trial numbers this process proposed (their arch is known here)
+        self._archless: list[int] = []  # running trials without an arch at the last refresh
+        self._stuck: set[int] = set()  # archless trials a claim waited for in vain
 
     def __len__(self) -> int:
         return len(self.owner)
@@ -65,6 +75,11 @@ class HeldArchs:
         """Whether the study holds every arch of the space."""
         return len(self.owner) >= self.space_size
 
+    def propose(self, arch: str, number: int) -> None:
+        """This process proposed `arch` for trial `number`."""
+        self.mine.add(number)
+        self.add(arch, number)
+
     def add(self, arch: str, number: int) -> None:
         if number < self.owner.get(arch, number + 1):
             self.owner[arch] = number
@@ -73,10 +88,13 @@ class HeldArchs:
         """Read the trials added (or given an arch) since the last refresh."""
         rows = trial_archs_since(study, self._next)
         pending = None
+        self._archless = []
         for number, state, arch, error in rows:
             if arch is None:
-                if state in ("RUNNING", "WAITING") and pending is None:
-                    pending = number  # its arch is set in a moment: read it again next time
+                if state in ("RUNNING", "WAITING"):
+                    self._archless.append(number)
+                    if pending is None:
+                        pending = number  # its arch is set in a moment: read it again next time
                 continue
             if state == "FAIL" and isinstance(error, str) and error.startswith(_NOT_HELD_ERRORS):
                 continue
@@ -87,7 +105,17 @@ class HeldArchs:
     def claim(self, study: Any, arch: str, number: int) -> int | None:
         """After trial `number` recorded `arch`: None when it is the arch's first holder, else the
         number of the trial that holds it (another worker asked in the same instant)."""
-        self.refresh(study)
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while True:
+            self.refresh(study)
+            waiting = [n for n in self._archless if n < number and n not in self.mine and n not in self._stuck]
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                log.warning("trial(s) %s recorded no arch in %.0f s; not waiting for them again", waiting, CLAIM_WAIT_S)
+                self._stuck.update(waiting)
+                break
+            time.sleep(0.005)
         self.add(arch, number)
         first = self.owner[arch]
         return None if first == number else first
@@ -159,7 +187,7 @@ class DedupSampler(BaseSampler):
 
     def _propose(self, number: int, params: dict[str, Any]) -> None:
         self.proposed[number] = params
-        self.held.add(self.space.from_choices(params).to_string(), number)
+        self.held.propose(self.space.from_choices(params).to_string(), number)
 
     def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
         return self.inner.sample_independent(study, trial, param_name, param_distribution)

@@ -27,6 +27,7 @@ from hwnas.search_space import Arch, Space
 from hwnas.searchers._budgets import Budget, parse_budgets
 from hwnas.searchers._checks import check_search_inputs
 from hwnas.searchers._generation import generation_size
+from hwnas.searchers._liveness import WORKER_ATTR, this_worker, worker_state
 from hwnas.searchers._objectives import (
     Objective,
     ObjectiveFn,
@@ -49,6 +50,8 @@ log = logging.getLogger("hwnas.searchers")
 SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3", "evo", "auto")
 # Consecutive failed trials after which a search stops (a broken objective, not bad luck).
 MAX_CONSECUTIVE_FAILURES = 25
+# Seconds between checks, while waiting for other workers' last trials, that their workers live.
+STALE_CHECK_S = 2.0
 
 
 def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, population_size: int | None = None,
@@ -194,6 +197,7 @@ def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequen
     # trials' distributions, TPE multivariate models the same intersection, and Ray's OptunaSearch
     # is given the fixed distributions; a slot suggested only by deep archs would drop out of that
     # intersection and be sampled at random, so a stage could not inherit its parents' deep blocks.
+    trial.set_user_attr(WORKER_ATTR, this_worker())  # first: a --resume elsewhere then leaves it running
     params = {k: trial.suggest_categorical(k, v) for k, v in space.choices().items()}
     arch = space.from_choices(params)
     s = arch.to_string()
@@ -220,9 +224,40 @@ def _fail(study: Any, trial: Any, err: Exception) -> None:
 
     # A Ctrl-C has no message: say what happened rather than "failed: " with nothing after it.
     why = "interrupted (the search was stopped while it ran)" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
-    trial.set_user_attr("error", why)
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    try:
+        trial.set_user_attr("error", why)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        return  # another process closed it already (a --resume that saw its worker gone)
     log.warning("trial %d %s", trial.number, "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {err}")
+
+
+class _ClosedTrial(Exception):
+    """Another process closed this trial (Optuna says so with a ValueError)."""
+
+
+def _tell(study: Any, trial: Any, values: Any = None, **kw: Any) -> None:
+    import optuna
+
+    try:
+        study.tell(trial, values, **kw)
+    except optuna.exceptions.UpdateFinishedTrialError as e:
+        raise _ClosedTrial(str(e)) from None
+    except ValueError as e:  # Optuna 5 raises ValueError("Cannot tell a FAIL trial.") for a closed trial
+        if str(e).startswith("Cannot tell a"):
+            raise _ClosedTrial(str(e)) from None
+        raise
+
+
+def _give_back(study: Any, trial: Any, error: str) -> None:
+    """Fail a trial that never ran (a duplicate or surplus); one another process closed stays closed."""
+    import optuna
+
+    try:
+        trial.set_user_attr("error", error)
+        _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+    except (_ClosedTrial, optuna.exceptions.UpdateFinishedTrialError):
+        pass
 
 
 def _count(study: Any, *states: Any) -> int:
@@ -238,15 +273,20 @@ def _surplus(study: Any, number: int, n_trials: int) -> bool:
     return ahead >= n_trials
 
 
-def _fail_stale(study: Any) -> int:
-    """Mark RUNNING trials left by a killed search as FAIL (only called on --resume)."""
+def _fail_stale(study: Any, *, why: str = "failed on resume") -> tuple[int, int]:
+    """Mark RUNNING trials whose worker is gone (a killed search) as FAIL; a live worker's trials
+    stay. Returns (failed, left running by another host's worker, which cannot be checked here)."""
     import optuna
 
-    n = 0
+    n = other_host = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        # False: a live worker finished it meanwhile, so it was not stale
-        n += fail_running_trial(study, t, "interrupted: the search stopped while it ran; failed on resume")
-    return n
+        state = worker_state(t)
+        if state == "unknown":
+            other_host += 1
+        elif state == "dead":
+            # False: a live worker finished it meanwhile, so it was not stale
+            n += fail_running_trial(study, t, f"interrupted: the search stopped while it ran; {why}")
+    return n, other_host
 
 
 def _progress(total: int, initial: int, enabled: bool, desc: str) -> Any:
@@ -274,6 +314,7 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
     done = _count(study, C)
     bar = _progress(n_trials, min(done, n_trials), progress, desc)
     fails = 0
+    next_stale_check = time.monotonic() + STALE_CHECK_S
     try:
         while done < n_trials:
             held.refresh(study)
@@ -283,6 +324,9 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                 running = _count(study, R)
                 if done + running >= n_trials:
                     time.sleep(0.05)  # others hold the last trials; wait in case one fails
+                    if time.monotonic() >= next_stale_check:  # or its worker was killed: fail it
+                        _fail_stale(study, why="its worker is gone")
+                        next_stale_check = time.monotonic() + STALE_CHECK_S
                     done = _count(study, C)
                     continue
             trial = study.ask()
@@ -290,17 +334,15 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
             if shared and _count(study, C, R) > n_trials and _surplus(study, trial.number, n_trials):
                 # Another worker asked in the same instant and holds the last slot: give this
                 # one back (as FAIL, so it never counts) and re-check.
-                trial.set_user_attr("error", "surplus: n_trials were already complete or running")
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                _give_back(study, trial, "surplus: n_trials were already complete or running")
                 done = _count(study, C)
                 continue
             try:
                 values = evaluate_trial(trial, space, fn, objectives, budgets, held)
             except _Duplicate as e:  # not the objective's failure: no count towards MAX_CONSECUTIVE_FAILURES
-                trial.set_user_attr("error", str(e))
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                _give_back(study, trial, str(e))
                 continue
-            except optuna.exceptions.UpdateFinishedTrialError:
+            except (optuna.exceptions.UpdateFinishedTrialError, _ClosedTrial):
                 # Another process finished this trial under us (a `--resume` elsewhere marks RUNNING
                 # trials FAIL): it never counts; carry on with the next one instead of crashing.
                 log.warning("trial %d was closed by another process; skipped", trial.number)
@@ -317,8 +359,8 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                 raise
             fails = 0
             try:
-                study.tell(trial, values)
-            except optuna.exceptions.UpdateFinishedTrialError:
+                _tell(study, trial, values)
+            except _ClosedTrial:
                 log.warning("trial %d was closed by another process; skipped", trial.number)
                 done = _count(study, C) if shared else done
                 continue
@@ -478,9 +520,12 @@ def search(
             raise ConfigError(f"study {name!r} has budgets {[str(b) for b in spec.budgets]}; asked for {[str(b) for b in buds]}")
         if study.metric_names is None:  # a study from before hwnas named its metrics
             _set_metric_names(study, objs)
-        stale = _fail_stale(study)
+        stale, other_host = _fail_stale(study)
         if stale:
             log.warning("resume: marked %d interrupted trial(s) as FAIL", stale)
+        if other_host:
+            log.warning("resume: %d trial(s) run by workers on other hosts are left running (their liveness "
+                        "cannot be checked from here); if those workers are gone, resume from their host", other_host)
         study.set_user_attr("hwnas.n_trials", n_trials)
     else:
         study = optuna.create_study(study_name=name, storage=st, sampler=samp, directions=[o.direction for o in objs])

@@ -23,6 +23,7 @@ from typing import Any
 from hwnas.errors import ConfigError, ObjectiveError
 from hwnas.search_space import Space
 from hwnas.searchers._budgets import Budget
+from hwnas.searchers._liveness import WORKER_ATTR, this_worker
 from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values
 from hwnas.searchers._optuna_internals import (
     count_trials,
@@ -87,6 +88,7 @@ def _searcher_class() -> type:
                 if ot is None or self._hw_space is None or self._hw_held is None:
                     return config
                 arch = self._hw_space.from_choices(ot.params).to_string()
+                ot.set_user_attr(WORKER_ATTR, this_worker())  # the driver runs it: a resume checks the driver
                 ot.set_user_attr("arch", arch)
                 other = self._hw_held.claim(ot.study, arch, ot.number)
                 if other is None:

@@ -152,5 +152,6 @@ def test_two_concurrent_search_processes_share_one_sqlite_storage(tmp_path: Path
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) and sorted(numbers) == list(range(len(numbers)))
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert not [t.number for t in trials if "on resume" in t.user_attrs.get("error", "")]  # no live trial failed
     assert all(t.user_attrs.get("arch") for t in complete)
     assert len({t._trial_id for t in trials}) == len(trials)  # noqa: SLF001

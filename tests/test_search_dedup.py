@@ -57,6 +57,48 @@ def test_two_workers_on_sqlite_share_the_held_archs(tmp_path, caplog):
         assert t.user_attrs.get("error", "").startswith("duplicate")
 
 
+def test_a_claim_waits_for_a_lower_trial_of_another_worker_to_record_its_arch(tmp_path):
+    """The race the two-worker test once lost: trial 1 (this worker) claims an arch before trial 0
+    (another worker) has recorded the same arch. Trial 1 must wait and give it back; it must not run."""
+    import threading
+
+    from hwnas.searchers._dedup import HeldArchs
+
+    sp = micro_space()
+    arch = next(iter(sp.enumerate())).to_string()
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    other, mine = study.ask(), study.ask()  # numbers 0 and 1, both RUNNING, neither has an arch yet
+    held = HeldArchs(sp)
+    held.propose(arch, mine.number)
+    mine.set_user_attr("arch", arch)
+    late = threading.Timer(0.3, lambda: other.set_user_attr("arch", arch))
+    late.start()
+    try:
+        assert held.claim(study, arch, mine.number) == other.number
+    finally:
+        late.join()
+    # the other worker's own claim: it is the first holder
+    assert HeldArchs(sp).claim(study, arch, other.number) is None
+
+
+def test_a_claim_waits_once_for_a_trial_that_never_records_its_arch(tmp_path, monkeypatch, caplog):
+    from hwnas.searchers import _dedup
+
+    monkeypatch.setattr(_dedup, "CLAIM_WAIT_S", 0.2)
+    sp = micro_space()
+    a, b = [x.to_string() for x in list(sp.enumerate())[:2]]
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    dead = study.ask()  # its process died between the ask and the record
+    held = _dedup.HeldArchs(sp)
+    for arch in (a, b):
+        t = study.ask()
+        held.propose(arch, t.number)
+        t.set_user_attr("arch", arch)
+        with caplog.at_level(logging.WARNING, logger="hwnas.searchers"):
+            assert held.claim(study, arch, t.number) is None
+    assert caplog.text.count(f"trial(s) [{dead.number}] recorded no arch") == 1  # the second claim did not wait
+
+
 def test_resume_of_an_exhausted_study_adds_nothing(tmp_path):
     sp = micro_space()
     url = f"sqlite:///{tmp_path / 's.db'}"
