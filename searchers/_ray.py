@@ -51,6 +51,8 @@ def ray_trial(config: dict[str, Any], space_dict: dict[str, Any] | None = None, 
         values = check_values(fn(arch), list(needed), arch.to_string())
     except Exception as e:  # reported to the driver, which fails the Optuna trial with the message
         out["hwnas_error"] = f"{type(e).__name__}: {e}"
+        # Tune ends the whole run on a result without the searcher's metrics: NaN, never told
+        out.update({f"hwnas_obj_{i}": float("nan") for i in range(len(objective_names))})
         tune.report(out)
         return
     out["hwnas_metrics"] = json.dumps(values)
@@ -176,6 +178,22 @@ def _init_ray(address: str | None, workers: int) -> bool:
     return True
 
 
+def _round_errors(grid: Any, study: Any) -> str:
+    """What went wrong in a round without progress: Ray's trial errors, else the failed trials' `error`."""
+    import optuna
+
+    try:
+        errs = [f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}" for e in grid.errors]
+    except Exception as e:  # noqa: BLE001 - a diagnostic must not hide the error it explains
+        errs = [f"(Ray's results unreadable: {type(e).__name__})"]
+    if not errs:
+        failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+        errs = [f"trial {t.number}: {t.user_attrs.get('error', '(no error recorded)')}" for t in failed[-3:]]
+    if not errs:
+        return "Ray reported no error and no trial failed"
+    return f"{len(errs)} error(s), e.g. " + " | ".join(errs[:3])
+
+
 def run_ray(study: Any, storage: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[Objective],
             budgets: Sequence[Budget], n_trials: int, *, workers: int = 1, address: str | None = None,
             resources: Mapping[str, float] | None = None, storage_path: str | None = None,
@@ -234,13 +252,13 @@ def run_ray(study: Any, storage: Any, space: Space, fn: ObjectiveFn, objectives:
                 run_config=tune.RunConfig(name=f"{study.study_name}-{int(time.time() * 1000)}", storage_path=str(root),
                                           verbose=1 if progress else 0),
             )
-            tuner.fit()
+            grid = tuner.fit()
             after = count_trials(study, (C,))
             if after == done:
                 rounds_without_progress += 1
                 if rounds_without_progress >= 2:
-                    raise ObjectiveError(f"no Ray trial completed in two rounds of {remaining}; see the trials' "
-                                         "`error` user attribute (hwnas pareto shows none) or the Ray logs")
+                    raise ObjectiveError(f"no Ray trial completed in two rounds of {remaining}; "
+                                         f"{_round_errors(grid, study)}; see also the Ray logs under {root}")
             else:
                 rounds_without_progress = 0
     finally:

@@ -64,6 +64,13 @@ class SlowCost:
         return out
 
 
+class Broken:
+    """An objective that always raises (module-level so it pickles into Ray)."""
+
+    def __call__(self, arch):
+        raise RuntimeError("the device under test is unplugged")
+
+
 class NanOnDeep:
     """Returns NaN flops for archs whose first stage is 2 blocks deep (a broken objective)."""
 

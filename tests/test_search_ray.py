@@ -14,7 +14,7 @@ import pytest
 from hwnas.searchers import ParetoFront, load_study, search
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_search_helpers import SMALL, SlowCost, small_space  # noqa: E402
+from test_search_helpers import SMALL, Broken, SlowCost, small_space  # noqa: E402
 
 from tests._helpers import RayNode  # noqa: E402
 
@@ -89,3 +89,19 @@ def test_ray_constrained_search_two_concurrent_trials_then_resume(ray_head, tmp_
     done = [t for t in s.trials if t.state == C]
     assert len(done) == 8
     assert all({t.number: t.values for t in done}[k] == v for k, v in before.items())
+
+
+def test_ray_search_whose_trials_all_fail_says_why(ray_head, tmp_path, monkeypatch):
+    from hwnas.errors import ObjectiveError
+    from hwnas.searchers._ray import _auth_env
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    _auth_env(ray_head)
+    import ray.cloudpickle
+    import test_search_helpers
+
+    ray.cloudpickle.register_pickle_by_value(test_search_helpers)
+    with pytest.raises(ObjectiveError, match="no Ray trial completed.*the device under test is unplugged"):
+        search(small_space(), Broken(), objectives="flops", n_trials=2, storage=f"sqlite:///{tmp_path}/b.db",
+               study_name="b", runner="ray", workers=1, ray_address=ray_head, ray_storage_path=str(tmp_path / "runs"),
+               seed=0)
