@@ -29,8 +29,10 @@ def stage_report(ctx: RunContext) -> dict[str, Any]:
         r = {"budget": e["title"], "arch": e["arch"].replace("|", "\\|"), "acc val (search)": 100 * e["predicted"]["accuracy"],
              "acc test (measured)": 100 * e["measured"]["accuracy"]}
         for d in cfg.devices:
-            r[f"{d} ms pred"] = e["predicted"][f"latency_ms@{d}"]
-            r[f"{d} ms meas"] = e["measured"][f"latency_ms@{d}"]
+            pred, meas = e["predicted"][f"latency_ms@{d}"], e["measured"][f"latency_ms@{d}"]
+            r[f"{d} ms pred"] = pred
+            r[f"{d} ms meas"] = meas
+            r[f"{d} err %"] = 100 * (pred - meas) / meas
         r["peak mem MB"] = e["peak_mem_mb"]
         r["params"] = e["params"]
         r["MMACs"] = e["macs"] / 1e6
@@ -79,11 +81,10 @@ def report_markdown(cfg: RunConfig, S: dict[str, dict[str, Any]], table: Any) ->
         "",
         "## 1. Supernet training",
         "",
-        f"Policy `{S['train'].get('policy')}`, schedule `{S['train'].get('schedule')}` ({S['train'].get('epochs')} epochs). "
-        "Accuracy on the Fashion-MNIST **test set** after BN recalibration (source: `supernet/report.json`):",
+        *_training_lines(S["train"]),
         "",
         "```json",
-        json.dumps(t, indent=1)[:3000],
+        json.dumps(t or S["train"].get("fixed_subnets", {}), indent=1)[:3000],
         "```",
         "",
         "## 2. Device profiles and latency predictors",
@@ -131,7 +132,8 @@ def report_markdown(cfg: RunConfig, S: dict[str, dict[str, Any]], table: Any) ->
         "Picked as the most accurate front member under each latency budget on "
         f"`{cfg.primary_device}`; checkpoints under `exported/`. Accuracy: on search-val at search time (through the "
         "supernet), then measured on the test set after BN recalibration. Latency: predicted by the LUT predictor, measured on this machine at batch 1 "
-        "(min of repeated runs, the statistic the predictors are fitted on; medians are in each checkpoint's arch.json).",
+        "(min of repeated runs over 3 interleaved rounds, the statistic the predictors are fitted on; medians are in each "
+        "checkpoint's arch.json); `err %` = (predicted - measured) / measured.",
         "",
         table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else table.to_string(index=False),
         "",
@@ -142,6 +144,18 @@ def report_markdown(cfg: RunConfig, S: dict[str, dict[str, Any]], table: Any) ->
         "",
     ]
     return "\n".join(lines)
+
+
+def _training_lines(train: dict[str, Any]) -> list[str]:
+    """Where the supernet came from: the shipped bundle (hash-verified, nothing trained) or this run."""
+    head = f"Policy `{train.get('policy')}`, schedule `{train.get('schedule')}` ({train.get('epochs')} epochs). "
+    if train.get("pretrained"):
+        return [f"**Taken from the shipped bundle** `{train['pretrained']}` (every file's SHA-256 verified; weights "
+                f"`{str(train.get('sha256'))[:16]}...`, trained at commit `{str(train.get('commit'))[:10]}`); this run "
+                "trained nothing (`hwnas run --retrain` trains one). " + head +
+                "Accuracy on the Fashion-MNIST **test set** after BN recalibration, from the bundle's manifest "
+                "(`supernet.json`):"]
+    return [head + "Accuracy on the Fashion-MNIST **test set** after BN recalibration (source: `supernet/report.json`):"]
 
 
 def _storage_arg(search_summary: dict[str, Any]) -> str:

@@ -10,6 +10,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HWNAS_SHARED", REPO.parent / "shared"))
 
+# One Ray auth mode for every Ray process of the suite, this pytest process's drivers included: the
+# test clusters run with it (tests/_cluster.ray_env), and Ray fixes a process's mode when it first
+# starts or joins a cluster. Without this, a test that starts a local Ray in process (token mode, Ray's
+# default) left the process unable to run actors on a later test's cluster: every trial was
+# "cancelled before it started running" (CI, tests/test_search_ray.py after test_search_dedup.py).
+os.environ["RAY_AUTH_MODE"] = "disabled"
+
 
 def pytest_collection_modifyitems(config, items):
     try:

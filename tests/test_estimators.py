@@ -384,7 +384,15 @@ def test_fewshot_predictor_with_a_lut_prior(tmp_path, tiny_profile):
     archs = list(space.enumerate())
     truth = 2.0 * prior.predict_many(archs) + 0.1  # a "phone" twice as slow with a fixed overhead
     fs = FewShotLatencyPredictor(space, device_name="phone", priors=[prior]).fit(archs[:10], truth[:10])
-    assert spearman(fs.predict_many(archs[10:]), truth[10:]) > 0.9
+    pred, true = fs.predict_many(archs[10:]), truth[10:]
+    # Close in value, and in order wherever the order means something: a Spearman over all 30 once read
+    # 0.8998 in CI, where a loaded machine's profile gave many near-equal latencies that any
+    # sub-percent error reorders.
+    rel = np.abs(pred / true - 1)
+    assert np.median(rel) < 0.03 and rel.max() < 0.10, rel
+    i, j = np.triu_indices(len(true), 1)
+    apart = np.abs(true[i] / true[j] - 1) >= 0.05  # pairs whose latencies differ by 5% or more
+    assert apart.sum() >= 10 and np.all(np.sign(pred[i] - pred[j])[apart] == np.sign(true[i] - true[j])[apart])
     path = fs.save(tmp_path / "fs.json")
     back = FewShotLatencyPredictor.load(path, priors=[prior])
     assert np.allclose(back.predict_many(archs[:3]), fs.predict_many(archs[:3]))

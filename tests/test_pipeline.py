@@ -60,6 +60,13 @@ def test_main_job_on_a_bundle_trains_nothing_and_uses_the_bundles_pairs_and_pred
     assert optuna.load_study(study_name=name, storage=storage).user_attrs["supernet"] == str(tiny_bundle)
     exported = pd.read_csv(run_dir / "exported.csv")
     assert len(exported) >= 1 and len(list((run_dir / "exported").iterdir())) == len(exported)
+    report = (run_dir / "report.md").read_text()
+    assert f"Taken from the shipped bundle** `{tiny_bundle}`" in report
+    # every export: predicted, measured and the error on each device, the error from the two beside it
+    for dev in ("cpu", "ort-cpu"):
+        err = 100 * (exported[f"{dev} ms pred"] - exported[f"{dev} ms meas"]) / exported[f"{dev} ms meas"]
+        np.testing.assert_allclose(exported[f"{dev} err %"], err, rtol=1e-9)
+        assert f"{dev} err %" in report
 
 
 @pytest.mark.slow
@@ -111,8 +118,9 @@ def test_every_output_exists(run_dir):
     assert len(list((run_dir / "exported").iterdir())) == len(exported)
     assert exported["arch"].is_unique
     report = (run_dir / "report.md").read_text()
-    for needle in ("Supernet training", "Exported subnets", "pareto.png", "estimated"):
+    for needle in ("Supernet training", "Exported subnets", "pareto.png", "estimated", "cpu err %", "ort-cpu err %"):
         assert needle in report
+    assert "shipped bundle" not in report  # this run trained its supernet
 
 
 @pytest.mark.slow
