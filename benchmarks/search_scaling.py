@@ -58,7 +58,7 @@ class Burn:
 
     def __call__(self, arch):
         from hwnas.search_space import Space
-        from hwnas.searchers import analytic_cost
+        from hwnas.searchers import arch_cost
 
         if self.space is None:
             self.space = Space.from_dict(self.space_dict)
@@ -70,7 +70,7 @@ class Burn:
             while time.thread_time() < end:
                 for i in range(2000):
                     x += i * i
-        return analytic_cost(self.space, arch)
+        return arch_cost(self.space, arch)
 
 
 def _study_rate(storage: str, name: str) -> dict:
