@@ -81,9 +81,23 @@ def _study_rate(storage: str, name: str) -> dict:
     trials = load_study(name, storage).get_trials(deepcopy=False)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
-    return {"complete": len(done), "fail": sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    # why: "surplus" / "duplicate" are give-backs of the workers' coordination (a trial asked for a slot
+    # or an arch another worker took in the same instant; never evaluated), anything else an error
+    reasons: dict[str, int] = {}
+    for t in failed:
+        why = str(t.user_attrs.get("error", "(none)")).split(":")[0]
+        reasons[why] = reasons.get(why, 0) + 1
+    return {"complete": len(done), "fail": len(failed), "fail_by_reason": reasons,
             "running_left": sum(t.state == optuna.trial.TrialState.RUNNING for t in trials),
             "trials_total": len(trials), "span_s": span, "trials_per_s": len(done) / span if span > 0 else None}
+
+
+def _error_fails(res: dict) -> int:
+    """FAIL trials that are errors: not the give-backs of the workers' coordination (surplus, duplicate)."""
+    if "fail_by_reason" not in res:
+        return res.get("fail", 0)
+    return sum(n for why, n in res["fail_by_reason"].items() if why not in ("surplus", "duplicate"))
 
 
 # ---- one configuration, in a child process --------------------------------------------------------
@@ -289,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     doc["machine"]["load_avg_end"] = os.getloadavg()
     pgs = doc["storages"]["postgresql"]
-    errs = sum(sum(v["errors"].values()) + v.get("fail", 0) for k, v in pgs.items() if k != "ratio_2_vs_1")
+    errs = sum(sum(v["errors"].values()) + _error_fails(v) for k, v in pgs.items() if k != "ratio_2_vs_1")
     top = str(max(args.sleep_workers))
     doc["goals"] = {
         "postgresql_2_vs_1_ge_1.8_zero_errors": (pgs.get("ratio_2_vs_1") or 0) >= 1.8 and errs == 0,
