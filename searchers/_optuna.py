@@ -220,14 +220,9 @@ def record_values(trial: Any, arch: str, raw: Any, objectives: Sequence[Objectiv
 
 
 def _fail(study: Any, trial: Any, err: Exception) -> None:
-    import optuna
-
     # A Ctrl-C has no message: say what happened rather than "failed: " with nothing after it.
     why = "interrupted (the search was stopped while it ran)" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
-    try:
-        trial.set_user_attr("error", why)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+    if not _fail_with(study, trial, why):
         return  # another process closed it already (a --resume that saw its worker gone)
     log.warning("trial %d %s", trial.number, "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {err}")
 
@@ -249,15 +244,16 @@ def _tell(study: Any, trial: Any, values: Any = None, **kw: Any) -> None:
         raise
 
 
-def _give_back(study: Any, trial: Any, error: str) -> None:
-    """Fail a trial that never ran (a duplicate or surplus); one another process closed stays closed."""
+def _fail_with(study: Any, trial: Any, error: str) -> bool:
+    """Record `error` and fail the trial; False when another process had closed it (it stays closed)."""
     import optuna
 
     try:
         trial.set_user_attr("error", error)
         _tell(study, trial, state=optuna.trial.TrialState.FAIL)
     except (_ClosedTrial, optuna.exceptions.UpdateFinishedTrialError):
-        pass
+        return False
+    return True
 
 
 def _count(study: Any, *states: Any) -> int:
@@ -334,15 +330,15 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
             if shared and _count(study, C, R) > n_trials and _surplus(study, trial.number, n_trials):
                 # Another worker asked in the same instant and holds the last slot: give this
                 # one back (as FAIL, so it never counts) and re-check.
-                _give_back(study, trial, "surplus: n_trials were already complete or running")
+                _fail_with(study, trial, "surplus: n_trials were already complete or running")
                 done = _count(study, C)
                 continue
             try:
                 values = evaluate_trial(trial, space, fn, objectives, budgets, held)
             except _Duplicate as e:  # not the objective's failure: no count towards MAX_CONSECUTIVE_FAILURES
-                _give_back(study, trial, str(e))
+                _fail_with(study, trial, str(e))
                 continue
-            except (optuna.exceptions.UpdateFinishedTrialError, _ClosedTrial):
+            except optuna.exceptions.UpdateFinishedTrialError:
                 # Another process finished this trial under us (a `--resume` elsewhere marks RUNNING
                 # trials FAIL): it never counts; carry on with the next one instead of crashing.
                 log.warning("trial %d was closed by another process; skipped", trial.number)
