@@ -81,7 +81,7 @@ def report_markdown(cfg: RunConfig, S: dict[str, dict[str, Any]], table: Any) ->
         "",
         "## 1. Supernet training",
         "",
-        *_training_lines(S["train"]),
+        _training_lines(S["train"]),
         "",
         "```json",
         json.dumps(t or S["train"].get("fixed_subnets", {}), indent=1)[:3000],
@@ -146,16 +146,16 @@ def report_markdown(cfg: RunConfig, S: dict[str, dict[str, Any]], table: Any) ->
     return "\n".join(lines)
 
 
-def _training_lines(train: dict[str, Any]) -> list[str]:
+def _training_lines(train: dict[str, Any]) -> str:
     """Where the supernet came from: the shipped bundle (hash-verified, nothing trained) or this run."""
     head = f"Policy `{train.get('policy')}`, schedule `{train.get('schedule')}` ({train.get('epochs')} epochs). "
+    acc = "Accuracy on the Fashion-MNIST **test set** after BN recalibration"
     if train.get("pretrained"):
-        return [f"**Taken from the shipped bundle** `{train['pretrained']}` (every file's SHA-256 verified; weights "
+        return (f"**Taken from the shipped bundle** `{train['pretrained']}` (every file's SHA-256 verified; weights "
                 f"`{str(train.get('sha256'))[:16]}...`, trained at commit `{str(train.get('commit'))[:10]}`); this run "
-                "trained nothing (`hwnas run --retrain` trains one). " + head +
-                "Accuracy on the Fashion-MNIST **test set** after BN recalibration, from the bundle's manifest "
-                "(`supernet.json`):"]
-    return [head + "Accuracy on the Fashion-MNIST **test set** after BN recalibration (source: `supernet/report.json`):"]
+                f"trained nothing (`hwnas run --retrain` trains one). {head}{acc}, from the bundle's manifest "
+                "(`supernet.json`):")
+    return f"{head}{acc} (source: `supernet/report.json`):"
 
 
 def _storage_arg(search_summary: dict[str, Any]) -> str:
