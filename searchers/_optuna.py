@@ -37,8 +37,11 @@ from hwnas.searchers._objectives import (
 )
 from hwnas.searchers._optuna_internals import (
     count_trials,
+    count_trials_before,
     fail_running_trial,
     in_process_nsga2_sampler,
+    set_trial_attrs,
+    suggest_all,
 )
 from hwnas.searchers._storage import open_storage, redact_url, storage_kind
 
@@ -197,11 +200,12 @@ def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequen
     # trials' distributions, TPE multivariate models the same intersection, and Ray's OptunaSearch
     # is given the fixed distributions; a slot suggested only by deep archs would drop out of that
     # intersection and be sampled at random, so a stage could not inherit its parents' deep blocks.
-    trial.set_user_attr(WORKER_ATTR, this_worker())  # first: a --resume elsewhere then leaves it running
-    params = {k: trial.suggest_categorical(k, v) for k, v in space.choices().items()}
+    # One transaction on an RDB storage: the params, the arch and the worker (a --resume elsewhere
+    # then leaves the trial running).
+    params = suggest_all(trial, _distributions(space),
+                         lambda p: {WORKER_ATTR: this_worker(), "arch": space.from_choices(p).to_string()})
     arch = space.from_choices(params)
     s = arch.to_string()
-    trial.set_user_attr("arch", s)
     if held is not None:
         other = held.claim(trial.study, s, trial.number)
         if other is not None:
@@ -213,9 +217,7 @@ def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequen
 def record_values(trial: Any, arch: str, raw: Any, objectives: Sequence[Objective], budgets: Sequence[Budget]) -> dict[str, float]:
     """Validate an objective's output, store it on the trial and set one constraint per budget."""
     values = check_values(raw, [o.name for o in objectives] + [b.metric for b in budgets], arch)
-    trial.set_user_attr("metrics", values)
-    for b in budgets:
-        trial.set_constraint(str(b), b.violation(values))
+    set_trial_attrs(trial, {"metrics": values}, {str(b): b.violation(values) for b in budgets})
     return values
 
 
@@ -265,8 +267,7 @@ def _surplus(study: Any, number: int, n_trials: int) -> bool:
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
-    return ahead >= n_trials
+    return count_trials_before(study, states, number) >= n_trials
 
 
 def _fail_stale(study: Any, *, why: str = "failed on resume") -> tuple[int, int]:

@@ -125,6 +125,75 @@ def test_count_trials_fast_path_equals_public(mixed_study):
         assert fast is not None, "the installed Optuna's storage was not recognised"
         assert fast == oi._count_trials_public(mixed_study, states) == oi.count_trials(mixed_study, states)
     assert oi.count_trials(mixed_study, (C,)) == 3 and oi.count_trials(mixed_study, (R,)) == 2
+    # an RDB storage is counted by one SELECT COUNT, the others through the storage
+    rdb = isinstance(getattr(mixed_study._storage, "_backend", None), optuna.storages.RDBStorage)
+    assert (oi._count_trials_sql(mixed_study, (C,)) is not None) == rdb
+    for number in range(8):
+        want = sum(1 for t in mixed_study.get_trials(deepcopy=False, states=(C, R)) if t.number < number)
+        assert oi.count_trials_before(mixed_study, (C, R), number) == want
+
+
+def _suggest_public(trial, dists, attrs):
+    params = {k: trial.suggest_categorical(k, d.choices) for k, d in dists.items()}
+    for k, v in attrs(params).items():
+        trial.set_user_attr(k, v)
+    return params
+
+
+def test_suggest_all_writes_what_the_public_calls_write(tmp_path):
+    """One transaction for a trial's params and attributes (the RDB fast path) leaves the same
+    trial, read back by a fresh process's storage, as Optuna's one-call-a-row public path."""
+    from optuna.distributions import CategoricalDistribution
+
+    dists = {f"c{i}": CategoricalDistribution([1, 2, 3, "x"]) for i in range(6)}
+
+    def attrs(p):
+        return {"arch": "-".join(map(str, p.values())), "worker": "h:1:2"}
+
+    got = {}
+    for how in ("fast", "public"):
+        url = f"sqlite:///{tmp_path / (how + '.db')}"
+        study = optuna.create_study(storage=open_storage(url), study_name="s", sampler=optuna.samplers.RandomSampler(seed=3),
+                                    directions=["minimize"])
+        study.enqueue_trial({"c0": "x", "c3": 2})  # enqueued values win over the sampler's, on both paths
+        for _ in range(3):
+            t = study.ask()
+            if how == "fast":
+                assert oi._buffered_writes_recognised(t, t.storage), "the installed Optuna's RDB storage was not recognised"
+                params = oi.suggest_all(t, dists, attrs)
+                oi.set_trial_attrs(t, {"metrics": {"a": 0.0}}, {})
+                oi.set_trial_attrs(t, {"metrics": {"a": 1.5}}, {"lat<=2": -0.5})  # set again: replaced
+            else:
+                params = _suggest_public(t, dists, attrs)
+                t.set_user_attr("metrics", {"a": 0.0})
+                t.set_user_attr("metrics", {"a": 1.5})
+                t.set_constraint("lat<=2", -0.5)
+            assert t.params == params  # the live trial knows its params either way
+            study.tell(t, [float(len(params))])
+        again = optuna.load_study(study_name="s", storage=open_storage(url))
+        got[how] = [(t.params, t.distributions, t.user_attrs, t.system_attrs, t.state, t.values)
+                    for t in again.get_trials(deepcopy=False)]
+    assert got["fast"] == got["public"]
+    assert got["fast"][0][0]["c0"] == "x" and got["fast"][0][0]["c3"] == 2
+
+
+def test_suggest_all_refuses_a_finished_trial_and_an_incompatible_distribution(tmp_path):
+    from optuna.distributions import CategoricalDistribution
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'f.db'}"), study_name="f")
+    t = study.ask()
+    oi.suggest_all(t, {"a": CategoricalDistribution([1, 2])})
+    study.tell(t, 1.0)
+    t2 = study.ask()
+    with pytest.raises(ValueError):  # "a" was [1, 2] in this study
+        oi.suggest_all(t2, {"a": CategoricalDistribution([1, 2, 3])})
+    assert study.get_trials()[-1].params == {}  # nothing of the refused write landed
+    other = optuna.load_study(study_name="f", storage=open_storage(f"sqlite:///{tmp_path / 'f.db'}"))
+    t3 = other.ask()
+    other.tell(t3, state=F)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        oi.set_trial_attrs(t3, {"x": 1}, {})
+    assert "x" not in other.get_trials()[-1].user_attrs
 
 
 def test_fail_running_trial_fast_path_equals_public(mixed_study):
