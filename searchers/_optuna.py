@@ -36,6 +36,7 @@ from hwnas.searchers._objectives import (
     parse_objectives,
 )
 from hwnas.searchers._optuna_internals import (
+    ask_trial,
     count_trials,
     count_trials_before,
     fail_running_trial,
@@ -314,9 +315,10 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
     next_stale_check = time.monotonic() + STALE_CHECK_S
     try:
         while done < n_trials:
-            held.refresh(study)
-            if held.exhausted():
-                return _exhausted(study, exhausted_message(space, held, done, n_trials))
+            if held.space_size - len(held) <= n_trials:  # a space this search could exhaust: look
+                held.refresh(study)
+                if held.exhausted():
+                    return _exhausted(study, exhausted_message(space, held, done, n_trials))
             if shared:
                 running = _count(study, R)
                 if done + running >= n_trials:
@@ -326,7 +328,7 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                         next_stale_check = time.monotonic() + STALE_CHECK_S
                     done = _count(study, C)
                     continue
-            trial = study.ask()
+            trial = ask_trial(study)
             # _surplus reads every trial: only pay for it when the counts say the slots could be over-asked.
             if shared and _count(study, C, R) > n_trials and _surplus(study, trial.number, n_trials):
                 # Another worker asked in the same instant and holds the last slot: give this

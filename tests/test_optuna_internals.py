@@ -262,3 +262,21 @@ def test_fast_paths_are_recognised_by_the_installed_optuna(tmp_path):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "journal"])
+def test_ask_trial_creates_or_pops_as_study_ask_does(tmp_path, kind):
+    url = {"memory": None, "sqlite": f"sqlite:///{tmp_path / 'a.db'}", "journal": str(tmp_path / "a.log")}[kind]
+    study = optuna.create_study(storage=open_storage(url), study_name="a")
+    t0 = oi.ask_trial(study)  # nothing waits: a new RUNNING trial
+    assert t0.number == 0 and isinstance(t0, optuna.trial.Trial)
+    study.enqueue_trial({"x": 0.25})
+    t1 = oi.ask_trial(study)  # the enqueued trial is popped, its params fixed, as study.ask does
+    assert t1.number == 1 and t1.suggest_float("x", 0.0, 1.0) == 0.25
+    t2 = oi.ask_trial(study)
+    assert t2.number == 2
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [R, R, R]
+    for t in (t0, t1, t2):
+        study.tell(t, 1.0)
+    assert oi.count_trials(study, (C,)) == 3 and oi.count_trials(study, (optuna.trial.TrialState.WAITING,)) == 0
