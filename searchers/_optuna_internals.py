@@ -54,6 +54,7 @@ __all__ = [
     "finish_trial",
     "in_process_nsga2_sampler",
     "open_sqlite_study",
+    "ray_ask_trial",
     "ray_fail_trial",
     "ray_forget_trial",
     "ray_optuna_trial",
@@ -851,3 +852,19 @@ def ray_forget_trial(searcher: Any, trial_id: str) -> None:
     completed, asked = _ray_state(searcher)
     asked.pop(trial_id, None)
     completed.discard(trial_id)
+
+
+def ray_ask_trial(searcher: Any, trial_id: str, distributions: Mapping[str, Any], user_attrs: Any = None) -> Any | None:
+    """Ask the Optuna trial for Ray trial `trial_id` as OptunaSearch's `suggest` would
+    (`study.ask(fixed_distributions=...)`), but through `ask_trial` and `suggest_all` (one COUNT instead
+    of re-reading every running trial; the params and `user_attrs(params)` in one transaction), and
+    hand it to OptunaSearch, whose `suggest` then returns its params. None when OptunaSearch has no
+    study to ask (its own `suggest` then asks as it always does)."""
+    _, asked = _ray_state(searcher)
+    study = getattr(searcher, "_ot_study", None)
+    if trial_id in asked or study is None or not callable(getattr(study, "ask", None)):
+        return None
+    trial = ask_trial(study)
+    suggest_all(trial, distributions, user_attrs)
+    asked[trial_id] = trial
+    return trial

@@ -27,9 +27,11 @@ from hwnas.searchers._liveness import WORKER_ATTR, this_worker
 from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values
 from hwnas.searchers._optuna_internals import (
     count_trials,
+    ray_ask_trial,
     ray_fail_trial,
     ray_forget_trial,
     ray_optuna_trial,
+    set_trial_attrs,
 )
 
 __all__ = ["run_ray", "ray_trial"]
@@ -74,6 +76,7 @@ def _searcher_class() -> type:
             self._hw_budgets = tuple(budgets)
             self._hw_space, self._hw_held = hw_space, held
             super().__init__(**kw)
+            self._hw_dists = dict(kw.get("space") or {})
 
         def suggest(self, trial_id: str) -> dict | None:
             """OptunaSearch's suggestion, with the arch recorded at once; a repeat of an arch the study
@@ -85,13 +88,18 @@ def _searcher_class() -> type:
             for _ in range(MAX_REDRAWS + 1):
                 if self._hw_held is not None and self._hw_held.exhausted():
                     return Searcher.FINISHED
+                if self._hw_space is not None:
+                    # the params, the arch and the worker (the driver runs the trial: a resume checks
+                    # the driver) in one transaction; OptunaSearch's suggest then returns its params
+                    ray_ask_trial(self, trial_id, self._hw_dists, self._hw_attrs)
                 config = super().suggest(trial_id)
                 ot = ray_optuna_trial(self, trial_id)
                 if ot is None or self._hw_space is None or self._hw_held is None:
                     return config
                 arch = self._hw_space.from_choices(ot.params).to_string()
-                ot.set_user_attr(WORKER_ATTR, this_worker())  # the driver runs it: a resume checks the driver
-                ot.set_user_attr("arch", arch)
+                if ot.user_attrs.get("arch") != arch:  # asked by OptunaSearch itself
+                    ot.set_user_attr(WORKER_ATTR, this_worker())
+                    ot.set_user_attr("arch", arch)
                 other = self._hw_held.claim(ot.study, arch, ot.number)
                 if other is None:
                     return config
@@ -99,6 +107,9 @@ def _searcher_class() -> type:
                 ray_fail_trial(self, trial_id, ot)
                 ray_forget_trial(self, trial_id)
             return Searcher.FINISHED
+
+        def _hw_attrs(self, params: dict) -> dict:
+            return {WORKER_ATTR: this_worker(), "arch": self._hw_space.from_choices(params).to_string()}
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             ot = ray_optuna_trial(self, trial_id)
@@ -113,9 +124,7 @@ def _searcher_class() -> type:
             if not err:
                 try:
                     values = check_values(json.loads(result["hwnas_metrics"]), [o.name for o in self._hw_objectives])
-                    ot.set_user_attr("metrics", values)
-                    for b in self._hw_budgets:
-                        ot.set_constraint(str(b), b.violation(values))
+                    set_trial_attrs(ot, {"metrics": values}, {str(b): b.violation(values) for b in self._hw_budgets})
                 except (ObjectiveError, KeyError, ValueError) as e:
                     err = f"{type(e).__name__}: {e}"
             if err:
