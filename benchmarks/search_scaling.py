@@ -292,12 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as e:  # pytest.skip outside pytest: say why and stop
         print(f"PostgreSQL is not available: {e}", file=sys.stderr)
         return 2
+    parts = [("storages", storage_scaling), ("ray_nodes", None if args.skip_ray else ray_nodes),
+             ("coordination", coordination), ("sampler", sampler_cost)]
     try:
-        doc["storages"] = storage_scaling(pg, tmp, args)
-        if not args.skip_ray:
-            doc["ray_nodes"] = ray_nodes(pg, tmp, args)
-        doc["coordination"] = coordination(pg, tmp, args)
-        doc["sampler"] = sampler_cost(pg, tmp, args)
+        for key, part in parts:
+            if part is None:
+                continue
+            doc[key] = part(pg, tmp, args)
+            # each part as it lands: a run stopped in a later part (the Ray ones are slow) keeps these
+            atomic_write_json(args.out, {**doc, "complete": False})
     finally:
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -311,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "ray_ge_80pct_ideal_at_max_workers": None if args.skip_ray else
         doc["coordination"]["ray"][top]["fraction_of_ideal"] >= 0.8,
     }
+    doc["complete"] = True
     atomic_write_json(args.out, doc)
     print(json.dumps(doc["goals"]), "->", args.out)
     return 0
