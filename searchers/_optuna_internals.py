@@ -214,7 +214,10 @@ def trial_archs_since(study: Any, number: int) -> list[tuple[int, str, str | Non
 
 def _trial_archs_public(study: Any, number: int) -> list[tuple[int, str, str | None, str | None]]:
     trials = study.get_trials(deepcopy=False)
-    # Trials are listed in number order with numbers 0, 1, ...: start at `number` without a scan.
+    # Trials are listed in number order with numbers 0, 1, ...: start at `number` without a scan
+    # (and with nothing new, return at once instead of scanning from trial 0).
+    if number >= len(trials) and (not trials or trials[-1].number == len(trials) - 1):
+        return []
     start = number if number < len(trials) and trials[number].number == number else 0
     return [(t.number, t.state.name, t.user_attrs.get("arch"), t.user_attrs.get("error"))
             for t in trials[start:] if t.number >= number]

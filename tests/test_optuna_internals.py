@@ -280,3 +280,29 @@ def test_ask_trial_creates_or_pops_as_study_ask_does(tmp_path, kind):
     for t in (t0, t1, t2):
         study.tell(t, 1.0)
     assert oi.count_trials(study, (C,)) == 3 and oi.count_trials(study, (optuna.trial.TrialState.WAITING,)) == 0
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "journal"])
+def test_trial_archs_since_reads_from_a_number_on(tmp_path, kind):
+    """(number, state, arch, error) from a trial number on; the SQL path equals the public one, and a
+    number past the last trial gives nothing (the in-memory path used to rescan the whole study)."""
+    url = {"memory": None, "sqlite": f"sqlite:///{tmp_path / 't.db'}", "journal": str(tmp_path / "t.log")}[kind]
+    study = optuna.create_study(storage=open_storage(url), study_name="t", directions=["minimize"])
+    for i in range(6):
+        t = study.ask()
+        if i != 4:
+            t.set_user_attr("arch", f"a{i % 4}")
+        if i == 2:
+            t.set_user_attr("error", "duplicate: trial 0 holds this arch")
+            study.tell(t, state=F)
+        elif i < 4:
+            study.tell(t, 1.0)
+    want = [(0, "COMPLETE", "a0", None), (1, "COMPLETE", "a1", None), (2, "FAIL", "a2", "duplicate: trial 0 holds this arch"),
+            (3, "COMPLETE", "a3", None), (4, "RUNNING", None, None), (5, "RUNNING", "a1", None)]
+    assert oi._trial_archs_public(study, 0) == want
+    assert oi.trial_archs_since(study, 3) == want[3:]
+    assert oi.trial_archs_since(study, 6) == [] and oi._trial_archs_public(study, 6) == [] and oi._trial_archs_public(study, 60) == []
+    sql = oi._trial_archs_sql(study, 2)
+    assert (sql is not None) == (kind == "sqlite")
+    if sql is not None:
+        assert sql == want[2:]
