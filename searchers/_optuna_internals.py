@@ -78,6 +78,29 @@ def _storage_and_id(study: Any) -> tuple[Any, int] | None:
     return None
 
 
+def _rdb_and_id(study: Any) -> tuple[Any, int] | None:
+    """(RDBStorage with a session factory, study id) of a study on an RDB storage, else None."""
+    found = _storage_and_id(study)
+    rdb = _rdb_of(found[0]) if found is not None else None
+    if rdb is None or getattr(rdb, "scoped_session", None) is None:
+        return None
+    return rdb, found[1]
+
+
+@contextmanager
+def _transaction(rdb: Any) -> Iterator[Any]:
+    """A session of `rdb` committed at the end of the block, rolled back if it raises."""
+    session = rdb.scoped_session()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 def _rdb_of(storage: Any) -> Any | None:
     """The RDBStorage behind a storage (Optuna wraps it in `_CachedStorage`), or None."""
     import optuna
@@ -116,9 +139,8 @@ def _count_trials_sql(study: Any, states: Sequence[Any], *, before: int | None =
     """One `SELECT COUNT` on an RDB storage. Optuna's `get_n_trials` is `len(get_all_trials())`:
     through its cache that re-reads every running trial (params and attributes) and sorts the whole
     study, which a worker did 3-4 times a trial (18 % of a trial's cost in `search_scaling`)."""
-    found = _storage_and_id(study)
-    rdb = _rdb_of(found[0]) if found is not None else None
-    if rdb is None or getattr(rdb, "scoped_session", None) is None:
+    found = _rdb_and_id(study)
+    if found is None:
         return None
     try:
         from optuna.storages._rdb import models
@@ -128,9 +150,10 @@ def _count_trials_sql(study: Any, states: Sequence[Any], *, before: int | None =
     tm = getattr(models, "TrialModel", None)
     if tm is None or not all(hasattr(tm, c) for c in ("trial_id", "study_id", "state", "number")):
         return None
+    rdb, study_id = found
     session = rdb.scoped_session()
     try:
-        q = session.query(func.count(tm.trial_id)).filter(tm.study_id == found[1], tm.state.in_(list(states)))
+        q = session.query(func.count(tm.trial_id)).filter(tm.study_id == study_id, tm.state.in_(list(states)))
         if before is not None:
             q = q.filter(tm.number < before)
         return int(q.scalar() or 0)
@@ -363,8 +386,7 @@ def _write_recorded(storage: Any, trial_id: int, rec: _RecordedWrites) -> None:
     with storage._lock:
         study_id = storage._trial_id_to_study_id_and_number[trial_id][0]
         known = storage._studies[study_id].param_distribution
-        session = rdb.scoped_session()
-        try:
+        with _transaction(rdb) as session:
             found = session.execute(select(tm.state).where(tm.trial_id == trial_id)).one_or_none()
             if found is None:
                 raise KeyError(f"no trial with trial_id {trial_id}")
@@ -396,12 +418,6 @@ def _write_recorded(storage: Any, trial_id: int, rec: _RecordedWrites) -> None:
                     if k in have:
                         session.execute(update(model).where(model.trial_id == trial_id, model.key == k)
                                         .values(value_json=json.dumps(v)))
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
         for name, dist in learnt.items():
             known.setdefault(name, dist)
 
@@ -480,10 +496,10 @@ def _write_trials_rdb(study: Any, trials: Sequence[Any]) -> bool:
     Optuna's `create_new_trial(template_trial=...)` queries the study row and flushes once per
     parameter and attribute (~60 round trips for a 25-choice trial); the rows written here are the
     ones it writes (`tests/test_search_generation.py` reads both studies back and compares)."""
-    found = _storage_and_id(study)
-    rdb = _rdb_of(found[0]) if found is not None else None
-    if rdb is None or getattr(rdb, "scoped_session", None) is None:
+    found = _rdb_and_id(study)
+    if found is None:
         return False
+    rdb = found[0]
     try:
         from optuna import distributions as od
         from optuna.storages._rdb import models
@@ -499,8 +515,7 @@ def _write_trials_rdb(study: Any, trials: Sequence[Any]) -> bool:
         if t.intermediate_values:
             return False  # not written here: Optuna's path writes them
     study_id = found[1]
-    session = rdb.scoped_session()
-    try:
+    with _transaction(rdb) as session:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
         rows = [models.TrialModel(study_id=study_id, number=None, state=t.state, datetime_start=t.datetime_start,
                                   datetime_complete=t.datetime_complete) for t in trials]
@@ -525,12 +540,6 @@ def _write_trials_rdb(study: Any, trials: Sequence[Any]) -> bool:
                              (models.TrialUserAttributeModel, uattrs), (models.TrialSystemAttributeModel, sattrs)):
             if batch:
                 session.execute(insert(model), batch)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
     return True
 
 
