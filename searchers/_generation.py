@@ -28,8 +28,9 @@ from typing import Any
 from hwnas.errors import ObjectiveError
 from hwnas.search_space import Space
 from hwnas.searchers._budgets import Budget
+from hwnas.searchers._liveness import WORKER_ATTR, this_worker
 from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values, evaluate_many
-from hwnas.searchers._optuna_internals import count_trials, finish_trial, write_trials
+from hwnas.searchers._optuna_internals import ask_trial, count_trials, finish_trial, write_trials
 
 __all__ = ["StudySink", "exhausted_message", "generation_size", "run_generations", "batched", "CHECKPOINT_TRIALS", "CHECKPOINT_SECONDS"]
 
@@ -111,7 +112,7 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
             # generations, so a generation then starts on a batch boundary, as it does trial by trial.
             waiting = count_trials(study, (optuna.trial.TrialState.WAITING,))
             for _ in range(min(waiting or batch, n_trials - done)):
-                t = study.ask()
+                t = ask_trial(study, {WORKER_ATTR: this_worker()})  # stamped as it is created
                 params = t.relative_params  # the DedupSampler proposes every choice at once
                 arch = space.from_choices(params)
                 s = arch.to_string()

@@ -4,10 +4,11 @@ Every trial a worker evaluates carries a `worker` user attribute, `host:pid:star
 is the process's start time read from /proc (it tells a reused pid from the original). A
 `--resume`, and a worker waiting for the last running trials, fail only RUNNING trials whose worker
 is gone: a dead process on this host. A trial of another host cannot be checked from here and is
-left running (with a warning at resume). A trial without a stamp counts as dead, as before stamps:
-the generation path writes its trials in bulk and does not stamp them (it runs as one process), and
-a trial-by-trial worker stamps a trial first thing after the ask, so a resume elsewhere in that
-instant can still fail it; that worker then skips the trial instead of telling it.
+left running (with a warning at resume). A trial without a stamp counts as dead (a study written
+before stamps). A new trial is created with its stamp in one write (`ask_trial`), trial by trial,
+in generations and by the Ray driver, so no other process sees it unstamped; only an enqueued trial,
+popped by Optuna's `ask`, is stamped a moment after, and a resume elsewhere in that instant can still
+fail it (its worker then skips the trial instead of telling it).
 """
 
 from __future__ import annotations

@@ -328,7 +328,7 @@ def _run_local(study: Any, space: Space, fn: ObjectiveFn, objectives: Sequence[O
                         next_stale_check = time.monotonic() + STALE_CHECK_S
                     done = _count(study, C)
                     continue
-            trial = ask_trial(study)
+            trial = ask_trial(study, {WORKER_ATTR: this_worker()})  # stamped as it is created
             # _surplus reads every trial: only pay for it when the counts say the slots could be over-asked.
             if shared and _count(study, C, R) > n_trials and _surplus(study, trial.number, n_trials):
                 # Another worker asked in the same instant and holds the last slot: give this

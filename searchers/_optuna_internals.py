@@ -165,27 +165,45 @@ def _count_trials_public(study: Any, states: Sequence[Any]) -> int:
     return len(study.get_trials(deepcopy=False, states=tuple(states)))
 
 
-def ask_trial(study: Any) -> Any:
-    """`study.ask()`, without its re-read of every running trial when no trial waits.
+def ask_trial(study: Any, user_attrs: Mapping[str, Any] | None = None) -> Any:
+    """`study.ask()`, without its re-read of every running trial when no trial waits, and with
+    `user_attrs` written in the transaction that creates the trial.
 
     `Study.ask` first looks for a WAITING (enqueued) trial through `get_all_trials(states=WAITING)`,
     and Optuna's cache answers that by re-reading every unfinished trial in full: O(workers) trials a
     ask, 53 % of a worker's time with 32 workers on one PostgreSQL study (`search_scaling`, py-spy).
-    On an RDB storage one COUNT says whether any trial waits; if none does, the trial is created as
-    `ask` creates it. A trial enqueued in between is popped by the next ask."""
+    On an RDB storage one COUNT says whether any trial waits. If none does, the trial is created
+    RUNNING from a template that carries `user_attrs` (a worker's stamp): no other process ever sees
+    it without them, so a `--resume` elsewhere cannot take it for a killed worker's trial. A trial
+    enqueued in between is popped by the next ask; a popped trial gets `user_attrs` just after."""
+    import datetime
+
     import optuna
 
     found = _storage_and_id(study)
-    if found is None or _rdb_of(found[0]) is None or not callable(getattr(found[0], "create_new_trial", None)):
-        return study.ask()
-    waiting = _count_trials_sql(study, (optuna.trial.TrialState.WAITING,))
-    if waiting is None or waiting > 0:
-        return study.ask()
+    storage = found[0] if found is not None else None
+    if storage is None or not callable(getattr(storage, "create_new_trial", None)):
+        return _ask_public(study, user_attrs)
+    waiting = _count_trials_sql(study, (optuna.trial.TrialState.WAITING,)) if _rdb_of(storage) is not None else None
+    if waiting is None:
+        waiting = _count_trials_public(study, (optuna.trial.TrialState.WAITING,))
+    if waiting > 0:
+        return _ask_public(study, user_attrs)
     local = getattr(study, "_thread_local", None)
     if local is not None and hasattr(local, "cached_all_trials"):
         local.cached_all_trials = None  # what ask does: the next reads see the storage, not a snapshot
-    storage, sid = found
-    return optuna.trial.Trial(study, storage.create_new_trial(sid))
+    template = optuna.trial.FrozenTrial(
+        number=-1, state=optuna.trial.TrialState.RUNNING, value=None, values=None,
+        datetime_start=datetime.datetime.now(), datetime_complete=None, params={}, distributions={},
+        user_attrs=dict(user_attrs or {}), system_attrs={}, intermediate_values={}, trial_id=-1)
+    return optuna.trial.Trial(study, storage.create_new_trial(found[1], template_trial=template))
+
+
+def _ask_public(study: Any, user_attrs: Mapping[str, Any] | None) -> Any:
+    trial = study.ask()
+    for k, v in (user_attrs or {}).items():
+        trial.set_user_attr(k, v)
+    return trial
 
 
 def fail_running_trial(study: Any, trial: Any, message: str) -> bool:
@@ -866,17 +884,19 @@ def ray_forget_trial(searcher: Any, trial_id: str) -> None:
     completed.discard(trial_id)
 
 
-def ray_ask_trial(searcher: Any, trial_id: str, distributions: Mapping[str, Any], user_attrs: Any = None) -> Any | None:
+def ray_ask_trial(searcher: Any, trial_id: str, distributions: Mapping[str, Any], user_attrs: Any = None,
+                  created_attrs: Mapping[str, Any] | None = None) -> Any | None:
     """Ask the Optuna trial for Ray trial `trial_id` as OptunaSearch's `suggest` would
     (`study.ask(fixed_distributions=...)`), but through `ask_trial` and `suggest_all` (one COUNT instead
     of re-reading every running trial; the params and `user_attrs(params)` in one transaction), and
     hand it to OptunaSearch, whose `suggest` then returns its params. None when OptunaSearch has no
-    study to ask (its own `suggest` then asks as it always does)."""
+    study to ask (its own `suggest` then asks as it always does). `created_attrs` are written with the
+    trial's creation (see `ask_trial`)."""
     _, asked = _ray_state(searcher)
     study = getattr(searcher, "_ot_study", None)
     if trial_id in asked or study is None or not callable(getattr(study, "ask", None)):
         return None
-    trial = ask_trial(study)
+    trial = ask_trial(study, created_attrs)
     suggest_all(trial, distributions, user_attrs)
     asked[trial_id] = trial
     return trial

@@ -91,7 +91,7 @@ def _searcher_class() -> type:
                 if self._hw_space is not None:
                     # the params, the arch and the worker (the driver runs the trial: a resume checks
                     # the driver) in one transaction; OptunaSearch's suggest then returns its params
-                    ray_ask_trial(self, trial_id, self._hw_dists, self._hw_attrs)
+                    ray_ask_trial(self, trial_id, self._hw_dists, self._hw_attrs, {WORKER_ATTR: this_worker()})
                 config = super().suggest(trial_id)
                 ot = ray_optuna_trial(self, trial_id)
                 if ot is None or self._hw_space is None or self._hw_held is None:

@@ -283,6 +283,31 @@ def test_ask_trial_creates_or_pops_as_study_ask_does(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "journal"])
+def test_ask_trial_writes_the_worker_stamp_with_the_trial(tmp_path, kind):
+    """The stamp is there the moment another process can see the trial: a --resume there, reading
+    the RUNNING trials before the worker suggested anything, finds a live worker (a CI run once
+    failed a live trial that was created unstamped and stamped a moment later)."""
+    from hwnas.searchers._liveness import WORKER_ATTR, this_worker, worker_state
+
+    url = {"memory": None, "sqlite": f"sqlite:///{tmp_path / 'a.db'}", "journal": str(tmp_path / "a.log")}[kind]
+    st = open_storage(url)
+    study = optuna.create_study(storage=st, study_name="a")
+    t = oi.ask_trial(study, {WORKER_ATTR: this_worker()})
+    assert t.number == 0 and t.params == {}
+    other = study if url is None else optuna.load_study(study_name="a", storage=open_storage(url))
+    [seen] = other.get_trials(deepcopy=False, states=(R,))
+    assert seen.user_attrs == {WORKER_ATTR: this_worker()} and worker_state(seen) == "alive"
+    assert seen.datetime_start is not None
+    assert t.suggest_float("x", 0.0, 1.0) is not None  # a live trial as any other
+    study.tell(t, 1.0)
+    assert oi.count_trials(study, (C,)) == 1
+    # an enqueued trial is popped as study.ask pops it, and stamped just after
+    study.enqueue_trial({"x": 0.5})
+    t = oi.ask_trial(study, {WORKER_ATTR: this_worker()})
+    assert t.number == 1 and t.user_attrs[WORKER_ATTR] == this_worker() and t.suggest_float("x", 0.0, 1.0) == 0.5
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "journal"])
 def test_trial_archs_since_reads_from_a_number_on(tmp_path, kind):
     """(number, state, arch, error) from a trial number on; the SQL path equals the public one, and a
     number past the last trial gives nothing (the in-memory path used to rescan the whole study)."""
