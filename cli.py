@@ -84,7 +84,7 @@ the steps one by one:
   hwnas train   --config configs/fmnist.yaml --schedule demo --out results/runs/supernet
   hwnas profile --space fmnist-mbv3 --device cpu --out results/runs/profiles/fmnist-cpu
   hwnas search  --space fmnist-mbv3 --objective flops --objective params:max --trials 200 \\
-      --storage sqlite:///results/runs/search.db --study demo
+      --storage sqlite:///results/runs/search.db --study demo --generation
   hwnas pareto  --storage sqlite:///results/runs/search.db --study demo --top 5
   hwnas export  --storage sqlite:///results/runs/search.db --study demo --supernet results/runs/supernet \\
       --pick "params<=6e5" --out results/runs/demo-subnet

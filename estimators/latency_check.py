@@ -247,7 +247,7 @@ def heldout_check(predictor: Any, archs: Sequence[Any], *, protocol: CheckProtoc
         "measured_ms": meas, "measured_min_ms": [t.min_ms for t in held],
         "measured_median_ms": [t.median_ms for t in held], "iqr_ms": [t.iqr_ms for t in held],
         "samples": [t.repeats for t in held], "predicted_ms": pred, "rel_error": (pred - meas) / meas,
-        "statistic": protocol.statistic, "rounds": protocol.rounds,
+        "statistic": protocol.statistic, "rounds": protocol.rounds, "repeats": protocol.repeats,
     })
     summary: dict[str, Any] = {**check_summary(pred, meas), "statistic": protocol.statistic,
                                "protocol": protocol.to_dict(), "device": predictor.device.name}

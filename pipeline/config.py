@@ -40,6 +40,9 @@ class RunConfig:
     devices: tuple[str, ...] = ("cpu", "ort-cpu")
     profile_networks: int = 50
     validate_networks: int = 50  # held-out subnets of the in-run check (20 left a +-11-point binomial spread)
+    # timing samples per kernel, network and held-out check (the check protocol's; fewer: a faster,
+    # noisier profile, for smoke runs)
+    profile_repeats: int = 61
     # accuracy predictor
     accuracy_archs: int = 100
     val_images: int = 2500
@@ -67,6 +70,10 @@ class RunConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{k}={v!r} must be an int >= 1")
+        if isinstance(self.profile_repeats, bool) or not isinstance(self.profile_repeats, int) \
+                or not 3 <= self.profile_repeats <= 10_000:
+            raise ConfigError(f"profile.repeats={self.profile_repeats!r} must be an int in 3..10000 "
+                              "(timing samples per kernel; the default 61)")
         if self.accuracy_archs < 10:
             raise ConfigError(f"accuracy_archs={self.accuracy_archs} must be >= 10 to fit an accuracy predictor")
         if not any(o.startswith("accuracy") for o in self.objectives):
@@ -98,7 +105,7 @@ _SECTIONS = {
     "data": {"dataset": "dataset", "data_dir": "data_dir", "subset": "subset"},
     "train": {"config": "train_config", "schedule": "schedule", "policy": "policy", "overrides": "train_overrides",
               "pretrained": "pretrained"},
-    "profile": {"networks": "profile_networks", "validate_networks": "validate_networks"},
+    "profile": {"networks": "profile_networks", "validate_networks": "validate_networks", "repeats": "profile_repeats"},
     "accuracy": {"archs": "accuracy_archs", "val_images": "val_images", "calib_images": "calib_images"},
     "search": {"sampler": "sampler", "trials": "trials", "objectives": "objectives", "budgets": "budgets",
                "storage": "storage", "ray_address": "ray_address", "workers": "workers",

@@ -32,6 +32,7 @@ def stage_profile(ctx: RunContext) -> dict[str, Any]:
     )
 
     cfg, space = ctx.cfg, ctx.space
+    run_protocol = replace(DEFAULT_PROTOCOL, repeats=cfg.profile_repeats)
     out: dict[str, Any] = {}
     for dev_name in cfg.devices:
         dev = Device.from_name(dev_name)
@@ -39,9 +40,9 @@ def stage_profile(ctx: RunContext) -> dict[str, Any]:
         t0 = time.perf_counter()
         # blocks and correction networks timed with as many samples of the same length as the check
         prof, pred = build_predictors(space, dev, d, n_networks=cfg.profile_networks, progress=ctx.progress,
-                                      seed=cfg.seed, settings=DEFAULT_PROTOCOL.settings())
+                                      seed=cfg.seed, settings=run_protocol.settings())
         t_prof = time.perf_counter() - t0
-        protocol = replace(DEFAULT_PROTOCOL, statistic=prof.settings.statistic)  # a resumed profile keeps its own
+        protocol = replace(run_protocol, statistic=prof.settings.statistic)  # a resumed profile keeps its own
         held = heldout_archs(space, cfg.validate_networks, cfg.seed + 999, exclude=prof.networks["arch"])
         val_path = d / "validation.csv"
         old = _reusable(val_path, held, protocol)
@@ -94,6 +95,8 @@ def _reusable(path: Path, held: Sequence[Any], protocol: Any) -> Any:
     if not need <= set(vdf.columns) or list(vdf["arch"]) != [str(a) for a in held]:
         return None
     if set(vdf["statistic"]) != {protocol.statistic} or set(vdf["rounds"]) != {protocol.rounds}:
+        return None
+    if "repeats" in vdf.columns and set(vdf["repeats"]) != {protocol.repeats}:
         return None
     return vdf
 

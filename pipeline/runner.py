@@ -35,8 +35,10 @@ def _steps(cfg: RunConfig, bundle: Path | None) -> list[tuple[str, dict[str, Any
     pretrained = None if bundle is None else {"space": cfg.space, **bundle_stamp(bundle)}
     return [
         ("train", trained if bundle is None else pretrained, stage_train),
+        # repeats joins the key only when not the default, so runs made before it keep their stamps
         ("profile", {"devices": cfg.devices, "networks": cfg.profile_networks, "validate": cfg.validate_networks,
-                     "seed": cfg.seed}, stage_profile),
+                     "seed": cfg.seed, **({"repeats": cfg.profile_repeats} if cfg.profile_repeats != 61 else {})},
+         stage_profile),
         ("accuracy", {"archs": cfg.accuracy_archs, "val": cfg.val_images, "calib": cfg.calib_images, "seed": cfg.seed}
          if bundle is None else pretrained, stage_accuracy),
         ("search", {"sampler": cfg.sampler, "trials": cfg.trials, "objectives": cfg.objectives, "budgets": cfg.budgets,

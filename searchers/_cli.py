@@ -18,8 +18,9 @@ budgets: METRIC<=VALUE or METRIC>=VALUE, e.g. "latency_ms@cpu<=4", "params<=1e6"
 storage: sqlite:///PATH, postgresql://..., a journal file (*.log / *.journal), or none (in memory).
 examples:
   hwnas search --space fmnist-mbv3 --objective flops --objective params:max --budget "params<=6e5" \\
-      --trials 1000 --storage sqlite:///results/runs/search.db --study demo-small
-  hwnas search ... --workers 2                       two processes share the study
+      --trials 1000 --storage sqlite:///results/runs/search.db --study demo-small --generation
+                                                     one process, the study written in bulk (seconds)
+  hwnas search ... --workers 2                       two processes share the study (trial by trial)
   hwnas search ... --ray-address auto --workers 4    Ray Tune trials on a running cluster
   hwnas search ... --resume                          continue a stopped search (same --trials total)
 """

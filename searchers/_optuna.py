@@ -179,10 +179,20 @@ def _set_metric_names(study: Any, objectives: Sequence[Objective]) -> None:
         study.set_metric_names([o.name for o in objectives])
 
 
+_DISTRIBUTIONS: dict[int, tuple[Space, dict[str, Any]]] = {}
+
+
 def _distributions(space: Space) -> dict[str, Any]:
+    """The space's Optuna distributions, built once per space object (a trial asks for them)."""
     from optuna.distributions import CategoricalDistribution
 
-    return {k: CategoricalDistribution(list(v)) for k, v in space.choices().items()}
+    got = _DISTRIBUTIONS.get(id(space))
+    if got is None or got[0] is not space:
+        got = (space, {k: CategoricalDistribution(list(v)) for k, v in space.choices().items()})
+        if len(_DISTRIBUTIONS) > 64:
+            _DISTRIBUTIONS.clear()
+        _DISTRIBUTIONS[id(space)] = got
+    return got[1]
 
 
 class _Duplicate(Exception):
@@ -203,9 +213,14 @@ def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequen
     # intersection and be sampled at random, so a stage could not inherit its parents' deep blocks.
     # One transaction on an RDB storage: the params, the arch and the worker (a --resume elsewhere
     # then leaves the trial running).
-    params = suggest_all(trial, _distributions(space),
-                         lambda p: {WORKER_ATTR: this_worker(), "arch": space.from_choices(p).to_string()})
-    arch = space.from_choices(params)
+    built: list[Any] = []
+
+    def attrs(p: Any) -> dict[str, str]:  # the arch is built once, here, and used below
+        built.append(space.from_choices(p))
+        return {WORKER_ATTR: this_worker(), "arch": built[-1].to_string()}
+
+    params = suggest_all(trial, _distributions(space), attrs)
+    arch = built[-1] if built else space.from_choices(params)
     s = arch.to_string()
     if held is not None:
         other = held.claim(trial.study, s, trial.number)

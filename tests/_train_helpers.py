@@ -24,6 +24,7 @@ def tiny_config(tmp_path: Path, **kw):
         val_every=0,
         calib_images=256,
         report_random=1,
+        report_test_images=2000,
         threads=2,
         log_every=4,
     )

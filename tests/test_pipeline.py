@@ -104,6 +104,49 @@ def test_run_config_pretrained_auto_null_and_retrain(tmp_path):
         pretrained_bundle(load_run_config(REPO / "configs/fmnist-cpu.yaml", pretrained="no-such-bundle"))
 
 
+def test_profile_repeats_reaches_the_profile_and_the_stage_stamp(tmp_path):
+    """`profile.repeats` (timing samples per kernel) is validated, changes the profile stage's stamp
+    only when it is not the default (older runs keep theirs), and times the kernels with it."""
+    from dataclasses import replace
+
+    from hwnas.errors import ConfigError
+    from hwnas.estimators.latency_check import DEFAULT_PROTOCOL
+    from hwnas.pipeline.config import RunConfig, load_run_config
+    from hwnas.pipeline.runner import _steps
+
+    assert RunConfig().profile_repeats == DEFAULT_PROTOCOL.repeats
+    assert load_run_config(REPO / "configs/tiny-cpu.yaml").profile_repeats < DEFAULT_PROTOCOL.repeats
+    for bad in (2, 0, 10_001, True, "9"):
+        with pytest.raises(ConfigError, match="profile.repeats"):
+            RunConfig(profile_repeats=bad)
+    bad_yaml = tmp_path / "r.yaml"
+    bad_yaml.write_text("profile: {repeats: 1}\n")
+    with pytest.raises(ConfigError, match="must be an int in 3..10000"):
+        load_run_config(bad_yaml)
+
+    def stamp(cfg):
+        return next(dep for name, dep, _ in _steps(cfg, None) if name == "profile")
+
+    assert "repeats" not in stamp(RunConfig()) and stamp(RunConfig(profile_repeats=9))["repeats"] == 9
+    # the stage times kernels, networks and the held-out check with that many samples
+    import json as _json
+
+    from hwnas.pipeline.context import RunContext
+    from hwnas.pipeline.profile import stage_profile
+
+    from tests._helpers import tiny_space
+
+    cfg = RunConfig(name="r", devices=("cpu",), profile_networks=3, validate_networks=2, profile_repeats=5,
+                    out_root=str(tmp_path))
+    out = stage_profile(RunContext(cfg=cfg, space=tiny_space(), run_dir=tmp_path / "r", progress=False))["devices"]["cpu"]
+    assert out["protocol"] == replace(DEFAULT_PROTOCOL, repeats=5).to_dict()
+    d = tmp_path / "r" / "profiles" / "cpu"
+    settings = _json.loads((d / "profile.json").read_text())["settings"]
+    assert settings["repeats"] == settings["net_repeats"] == 5
+    v = pd.read_csv(d / "validation.csv")
+    assert set(v["repeats"]) == {5} and (v["samples"] == DEFAULT_PROTOCOL.rounds * 3).all()  # 3 a round at least
+
+
 @pytest.mark.slow
 def test_every_output_exists(run_dir):
     for name in ["config.json", "supernet/supernet.safetensors", "supernet/supernet.json", "study.db",

@@ -34,6 +34,8 @@ def test_config_validation_names_bad_value():
         TrainConfig.from_dict({"lrr": 0.1})
     with pytest.raises(ConfigError, match="progressive_phases"):
         TrainConfig(progressive_phases=(("kernel", 0.5, 1.0), ("full", 0.5, 1.0)))
+    with pytest.raises(ConfigError, match="report_test_images=0.*>= 1, or null"):
+        TrainConfig(report_test_images=0)
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 
@@ -88,6 +90,7 @@ def test_each_policy_learns_min_and_max(tmp_path, policy):
     cfg = tiny_config(tmp_path, policy=policy, report_random=0, **size)
     res = train(cfg, tmp_path / "run", progress=False)
     acc = res.report["test_acc"]
+    assert res.report["test_images"] == cfg.report_test_images == 2000  # the report's test subset
     # chance is 0.10; 48 steps of a tiny supernet on 1.5k images reach 0.45-0.6 (3x chance is "clearly above")
     assert acc["max"] > 0.3 and acc["min"] > 0.3, acc
     recs = [json.loads(line) for line in res.metrics_path.read_text().splitlines()]

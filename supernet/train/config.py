@@ -91,6 +91,7 @@ class TrainConfig:
     val_images: int = 1000
     calib_images: int = 2000
     report_random: int = 3
+    report_test_images: int | None = None  # the final report's test images (None: the whole test set)
     log_every: int = 20
 
     def __post_init__(self) -> None:
@@ -120,7 +121,7 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise bad(name, "an integer >= 1")
-        for name in ("steps_per_epoch", "subset"):
+        for name in ("steps_per_epoch", "subset", "report_test_images"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise bad(name, "an integer >= 1, or null")

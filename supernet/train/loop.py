@@ -464,9 +464,16 @@ class Trainer:
         t_eval = time.perf_counter()
         archs = report_archs(space, cfg.report_random) if cfg.policy != "single" else self.policy.eval_archs()
         assert self.net is not None
-        accs = _evaluate_archs(self.net, archs, loaders.test, calib)
+        from hwnas.data import TensorLoader
+
+        test = loaders.test
+        if cfg.report_test_images is not None and cfg.report_test_images < len(test.y):
+            n = cfg.report_test_images
+            test = TensorLoader(test.x[:n], test.y[:n], batch_size=500)
+        accs = _evaluate_archs(self.net, archs, test, calib)
         return {
             "test_acc": accs,
+            "test_images": len(test.y),
             "archs": {k: str(a) for k, a in archs.items()},
             "calib_images": len(calib),
             "train_seconds": train_seconds,
