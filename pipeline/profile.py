@@ -113,12 +113,13 @@ def latency_predictors(run_dir: Path, devices: Sequence[str]) -> dict[str, Any]:
 
 
 def export_latency_check(run_dir: Path, devices: Sequence[str], nets: Sequence[Any], *, space: Any = None,
-                         progress: bool = False) -> list[dict[str, Any]]:
+                         progress: bool = False, repeats: int | None = None) -> list[dict[str, Any]]:
     """Predicted vs measured latency of exported subnets on every device of the run, timed with the
     held-out check's protocol (the predictor's statistic, interleaved passes over every (net, device)).
 
     `nets`: checkpoint directories (`<run>/exported/budget<i>/`) or `(static module, arch)` pairs
-    (with `space`). Returns, per net, `{"arch", "devices": {device: {"predicted_ms", "measured_ms",
+    (with `space`); `repeats`: samples per net (the run's `profile.repeats`; default the protocol's).
+    Returns, per net, `{"arch", "devices": {device: {"predicted_ms", "measured_ms",
     "measured_min_ms", "measured_median_ms", "rel_error", "within_10pct"}}}`
     (`hwnas.estimators.latency_check.measure_exports`)."""
     from dataclasses import replace
@@ -130,5 +131,5 @@ def export_latency_check(run_dir: Path, devices: Sequence[str], nets: Sequence[A
     if len(stats) != 1:
         raise ValueError(f"the run's predictors were fitted on different statistics {sorted(stats)}; "
                          "one export check needs one")
-    protocol = replace(DEFAULT_PROTOCOL, statistic=stats.pop())
+    protocol = replace(DEFAULT_PROTOCOL, statistic=stats.pop(), repeats=repeats or DEFAULT_PROTOCOL.repeats)
     return measure_exports(nets, devices, predictors=preds, space=space, protocol=protocol, progress=progress)
