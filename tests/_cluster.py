@@ -280,7 +280,9 @@ class RayNode:
         self.proc.wait(30)
 
     def stop(self) -> None:
-        stop_group(self.proc)
+        # `ray start --block` outlived every 20 s SIGTERM grace in CI (each node's teardown took
+        # 20.0-20.4 s); the node is this test's alone and its whole group gets SIGKILL after the grace
+        stop_group(self.proc, grace=3.0)
 
 
 def wait_nodes(address: str, n: int, timeout: float = 180.0) -> dict[str, dict[str, float]]:
