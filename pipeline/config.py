@@ -10,10 +10,13 @@ from typing import Any
 
 from hwnas.errors import ConfigError
 
-__all__ = ["RunConfig", "load_run_config", "REPO"]
+__all__ = ["RunConfig", "load_run_config", "REPO", "DEFAULT_PROFILE_REPEATS"]
 
 # The package root (the repository root): relative paths of a run config resolve against it.
 REPO = Path(__file__).resolve().parent.parent
+# hwnas.estimators.latency_check.DEFAULT_PROTOCOL.repeats (not imported: the config side stays light;
+# tests/test_pipeline.py checks the two agree)
+DEFAULT_PROFILE_REPEATS = 61
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class RunConfig:
     validate_networks: int = 50  # held-out subnets of the in-run check (20 left a +-11-point binomial spread)
     # timing samples per kernel, network and held-out check (the check protocol's; fewer: a faster,
     # noisier profile, for smoke runs)
-    profile_repeats: int = 61
+    profile_repeats: int = DEFAULT_PROFILE_REPEATS
     # accuracy predictor
     accuracy_archs: int = 100
     val_images: int = 2500
@@ -73,7 +76,7 @@ class RunConfig:
         if isinstance(self.profile_repeats, bool) or not isinstance(self.profile_repeats, int) \
                 or not 3 <= self.profile_repeats <= 10_000:
             raise ConfigError(f"profile.repeats={self.profile_repeats!r} must be an int in 3..10000 "
-                              "(timing samples per kernel; the default 61)")
+                              f"(timing samples per kernel; the default {DEFAULT_PROFILE_REPEATS})")
         if self.accuracy_archs < 10:
             raise ConfigError(f"accuracy_archs={self.accuracy_archs} must be >= 10 to fit an accuracy predictor")
         if not any(o.startswith("accuracy") for o in self.objectives):

@@ -12,7 +12,7 @@ from hwnas._io import atomic_write_json
 from hwnas.errors import ConfigError
 from hwnas.pipeline._stages import STAGES, StageStamps, say
 from hwnas.pipeline.accuracy import stage_accuracy
-from hwnas.pipeline.config import RunConfig
+from hwnas.pipeline.config import DEFAULT_PROFILE_REPEATS, RunConfig
 from hwnas.pipeline.context import RunContext
 from hwnas.pipeline.export import stage_export
 from hwnas.pipeline.pareto import stage_pareto
@@ -37,7 +37,7 @@ def _steps(cfg: RunConfig, bundle: Path | None) -> list[tuple[str, dict[str, Any
         ("train", trained if bundle is None else pretrained, stage_train),
         # repeats joins the key only when not the default, so runs made before it keep their stamps
         ("profile", {"devices": cfg.devices, "networks": cfg.profile_networks, "validate": cfg.validate_networks,
-                     "seed": cfg.seed, **({"repeats": cfg.profile_repeats} if cfg.profile_repeats != 61 else {})},
+                     "seed": cfg.seed, **({"repeats": cfg.profile_repeats} if cfg.profile_repeats != DEFAULT_PROFILE_REPEATS else {})},
          stage_profile),
         ("accuracy", {"archs": cfg.accuracy_archs, "val": cfg.val_images, "calib": cfg.calib_images, "seed": cfg.seed}
          if bundle is None else pretrained, stage_accuracy),

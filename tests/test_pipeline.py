@@ -111,10 +111,10 @@ def test_profile_repeats_reaches_the_profile_and_the_stage_stamp(tmp_path):
 
     from hwnas.errors import ConfigError
     from hwnas.estimators.latency_check import DEFAULT_PROTOCOL
-    from hwnas.pipeline.config import RunConfig, load_run_config
+    from hwnas.pipeline.config import DEFAULT_PROFILE_REPEATS, RunConfig, load_run_config
     from hwnas.pipeline.runner import _steps
 
-    assert RunConfig().profile_repeats == DEFAULT_PROTOCOL.repeats
+    assert RunConfig().profile_repeats == DEFAULT_PROFILE_REPEATS == DEFAULT_PROTOCOL.repeats
     assert load_run_config(REPO / "configs/tiny-cpu.yaml").profile_repeats < DEFAULT_PROTOCOL.repeats
     for bad in (2, 0, 10_001, True, "9"):
         with pytest.raises(ConfigError, match="profile.repeats"):
