@@ -13,6 +13,7 @@ next split is `search()` and its input checks into their own module (not done ye
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import multiprocessing as mp
@@ -179,20 +180,13 @@ def _set_metric_names(study: Any, objectives: Sequence[Objective]) -> None:
         study.set_metric_names([o.name for o in objectives])
 
 
-_DISTRIBUTIONS: dict[int, tuple[Space, dict[str, Any]]] = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _distributions(space: Space) -> dict[str, Any]:
-    """The space's Optuna distributions, built once per space object (a trial asks for them)."""
+    """The space's Optuna distributions, built once per (frozen, hashable) space: a trial asks for
+    them (hashing the space: ~4 us; building them: ~50 us). Callers only read the dict."""
     from optuna.distributions import CategoricalDistribution
 
-    got = _DISTRIBUTIONS.get(id(space))
-    if got is None or got[0] is not space:
-        got = (space, {k: CategoricalDistribution(list(v)) for k, v in space.choices().items()})
-        if len(_DISTRIBUTIONS) > 64:
-            _DISTRIBUTIONS.clear()
-        _DISTRIBUTIONS[id(space)] = got
-    return got[1]
+    return {k: CategoricalDistribution(list(v)) for k, v in space.choices().items()}
 
 
 class _Duplicate(Exception):
@@ -219,8 +213,8 @@ def evaluate_trial(trial: Any, space: Space, fn: ObjectiveFn, objectives: Sequen
         built.append(space.from_choices(p))
         return {WORKER_ATTR: this_worker(), "arch": built[-1].to_string()}
 
-    params = suggest_all(trial, _distributions(space), attrs)
-    arch = built[-1] if built else space.from_choices(params)
+    suggest_all(trial, _distributions(space), attrs)
+    arch = built[-1]  # suggest_all calls attrs on both its paths
     s = arch.to_string()
     if held is not None:
         other = held.claim(trial.study, s, trial.number)
