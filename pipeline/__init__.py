@@ -39,7 +39,7 @@ from __future__ import annotations
 from hwnas.pipeline._stages import STAGES
 from hwnas.pipeline.config import RunConfig, load_run_config
 from hwnas.pipeline.context import RunContext
-from hwnas.pipeline.export import auto_latency_budgets, export_pick, measure_round_robin
+from hwnas.pipeline.export import auto_latency_budgets, export_pick
 from hwnas.pipeline.pareto import final_front, study_front
 from hwnas.pipeline.runner import run
 from hwnas.pipeline.search import search_objective, study_storage
@@ -52,7 +52,6 @@ __all__ = [
     "export_pick",
     "final_front",
     "load_run_config",
-    "measure_round_robin",
     "run",
     "search_objective",
     "study_front",

@@ -18,7 +18,7 @@ from hwnas.pipeline.pareto import final_front, study_front
 from hwnas.pipeline.plots import plot_pareto
 from hwnas.pipeline.profile import export_latency_check
 
-__all__ = ["export_pick", "auto_latency_budgets", "measure_round_robin", "stage_export"]
+__all__ = ["export_pick", "auto_latency_budgets", "stage_export"]
 
 
 def export_pick(
@@ -39,7 +39,7 @@ def export_pick(
 ) -> dict[str, Any]:
     """Extract `arch`, recalibrate BN, measure test accuracy and latency/memory, export with both metric sets.
 
-    `latency` ({device: (min_ms, median_ms)}) passes timings already taken (`measure_round_robin`);
+    `latency` ({device: (min_ms, median_ms)}) passes timings already taken (the export stage's `export_latency_check`);
     without it each device is timed here once. `static` passes `arch` already extracted."""
     import torch
     from hwnas.estimators import Device, MemoryModel, measure
@@ -117,24 +117,6 @@ def auto_latency_budgets(front: Any, key: str, *, tol: float = 0.05, quantiles: 
     return [reps[j][1] for j in picks]
 
 
-def measure_round_robin(nets: Sequence[tuple[Any, int]], devices: Sequence[str], rounds: int = 3
-                        ) -> list[dict[str, tuple[float, float]]]:
-    """Time each (static net, resolution) on each device in `rounds` interleaved rounds; per net and
-    device: (min of the rounds' minima, median of their medians). A slow moment of a shared machine
-    then hits one round of one net, not a net's whole measurement (seen: one exported subnet timed
-    at 3.6 ms in the run and 1.96 ms on three re-measurements)."""
-    from hwnas.estimators import Device, measure
-
-    devs = [Device.from_name(d) for d in devices]
-    samples: list[dict[str, list[tuple[float, float]]]] = [{d.name: [] for d in devs} for _ in nets]
-    for _ in range(rounds):
-        for i, (net, res) in enumerate(nets):
-            for dev in devs:
-                t = measure(net, dev, resolution=res)
-                samples[i][dev.name].append((float(t.min_ms), float(t.median_ms)))
-    return [{k: (min(a for a, _ in v), float(np.median([b for _, b in v]))) for k, v in s.items()} for s in samples]
-
-
 def stage_export(ctx: RunContext) -> dict[str, Any]:
     cfg, space, run_dir = ctx.cfg, ctx.space, ctx.run_dir
     front = final_front(cfg, run_dir)
@@ -162,8 +144,8 @@ def stage_export(ctx: RunContext) -> dict[str, Any]:
         archs = [space.parse(p.arch) for _, _, p in picks]
         statics = [(net.extract(a).eval(), a.resolution) for a in archs]
     # Timed with the held-out check's protocol (interleaved passes, the predictors' statistic, the run's
-    # repeats), before BN recalibration (timing is not affected). measure_round_robin's default
-    # `measure` settings put two of three exports of the 2026-11-30 reference run 25-35 % over their
+    # repeats), before BN recalibration (timing is not affected). The default `measure` settings
+    # timed in 3 round-robin rounds, used before, put two of three exports of the 2026-11-30 reference run 25-35 % over their
     # prediction, where this protocol measured the same checkpoints within 5 %.
     checks = export_latency_check(run_dir, cfg.devices, [(s, a) for (s, _), a in zip(statics, archs)], space=space,
                                   progress=ctx.progress, repeats=cfg.profile_repeats)
