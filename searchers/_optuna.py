@@ -6,7 +6,7 @@ attribute `arch` and every returned metric under `metrics`, sets one Optuna cons
 (`trial.set_constraint`, feasible when <= 0) and reports the objectives' values. The study's user
 attributes hold the space, objectives and budgets, so a front can be read back from storage alone.
 
-Over ~400 lines (625): samplers, the study model, the in-process / multi-process loops and the
+Over ~400 lines (~640): samplers, the study model, the in-process / multi-process loops and the
 `search()` front door grew together with de-duplication, `auto` and the generation path; the
 next split is `search()` and its input checks into their own module (not done yet).
 """
