@@ -171,3 +171,30 @@ def test_measure_exports_gives_predicted_measured_and_error_per_device(tmp_path)
     # without a predictor for a device: measured only
     bare = measure_exports([ckpt], ["cpu"], protocol=QUICK)
     assert bare[0]["devices"]["cpu"]["predicted_ms"] is None and bare[0]["devices"]["cpu"]["measured_ms"] > 0
+
+
+@pytest.mark.slow
+def test_export_latency_check_in_a_fresh_process_times_the_nets_with_their_weights(tmp_path):
+    """The export stage's timing runs in a child process: the nets travel as arch + weights (or as a
+    checkpoint folder), come back in order with the run's predictions; weights that do not fit the arch
+    make the child fail loudly (in process the module would simply have been timed)."""
+    from hwnas.pipeline.profile import export_latency_check
+    from hwnas.supernet import build_static, export
+
+    space = tiny_space(resolutions=[16], stage2={"kernels": [3], "expands": [3]})
+    a, b = space.min_arch(), space.max_arch()
+    run = tmp_path / "run"
+    prof = profile(space, "cpu", run / "profiles" / "cpu", n_networks=2, progress=False, settings=FAST,
+                   configs=space.block_configs(a) + space.block_configs(b))
+    pred = LatencyPredictor.from_profile(prof)
+    pred.save(run / "profiles" / "cpu" / "latency_predictor.json")
+    ckpt = export(build_static(space, a), a, tmp_path / "exp_a", space=space, formats=("safetensors",))
+    rows = export_latency_check(run, ["cpu"], [(build_static(space, b), b), ckpt], space=space, repeats=9,
+                                fresh_process=True)
+    assert [r["arch"] for r in rows] == [str(b), str(a)]
+    for r in rows:
+        m = r["devices"]["cpu"]
+        assert m["predicted_ms"] == pytest.approx(pred.predict(r["arch"]))
+        assert 0 < m["measured_min_ms"] <= m["measured_median_ms"]
+    with pytest.raises(RuntimeError, match="fresh process failed"):
+        export_latency_check(run, ["cpu"], [(build_static(space, a), b)], space=space, repeats=9, fresh_process=True)
