@@ -90,16 +90,21 @@ def _rdb(url: str, **kw: Any) -> Any:
             if attempt < _SCHEMA_RACE_RETRIES and _schema_race(e):
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            msg = _first_line(e)
-            low = msg.lower()
-            if url.startswith("sqlite:///") and ("not a database" in low or "malformed" in low or "unsupported file format" in low):
-                # The URL is fine: the file it names is damaged, or some other program's file.
-                f = existing_storage_path(url)
-                raise ConfigError(f"SQLite file {str(f)!r} is corrupt or not a database ({msg}); restore it from a copy or "
-                                  "give another storage") from None
-            raise ConfigError(f"cannot open storage {redact_url(url)!r}: {msg}; use sqlite:///PATH, postgresql://USER@HOST/DB "
-                              "(driver installed, server reachable), or a journal file") from None
+            raise _open_error(url, e) from None
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _open_error(url: str, e: Exception) -> ConfigError:
+    """The one-line error for a storage that cannot be opened (the driver's reason first line)."""
+    msg = _first_line(e)
+    low = msg.lower()
+    if url.startswith("sqlite:///") and ("not a database" in low or "malformed" in low or "unsupported file format" in low):
+        # The URL is fine: the file it names is damaged, or some other program's file.
+        f = existing_storage_path(url)
+        return ConfigError(f"SQLite file {str(f)!r} is corrupt or not a database ({msg}); restore it from a copy or "
+                           "give another storage")
+    return ConfigError(f"cannot open storage {redact_url(url)!r}: {msg}; use sqlite:///PATH, postgresql://USER@HOST/DB "
+                       "(driver installed, server reachable), or a journal file")
 
 
 _SCHEMA_RACE_RETRIES = 5
@@ -210,8 +215,12 @@ def _require_server_tables(url: str) -> None:
         return  # a bad URL or a missing driver: open_storage says which, without writing
     try:
         tables = set(sqlalchemy.inspect(engine).get_table_names())
+    except sqlalchemy.exc.OperationalError as e:
+        # unreachable server, refused login, no such database: said now, the way open_storage says it
+        # (trying again there would wait out a silent server's connect timeout a second time)
+        raise _open_error(url, e) from None
     except sqlalchemy.exc.SQLAlchemyError:
-        return  # unreachable server, refused login: open_storage says which
+        return  # anything else: open_storage says what, without writing
     finally:
         engine.dispose()
     _require_tables(f"storage {redact_url(url)!r}", tables, "left unchanged; give the storage a search wrote")
