@@ -66,3 +66,13 @@ def tiny_bundle(tmp_path_factory):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root / "fmnist-mbv3"
+
+
+@pytest.fixture(scope="session")
+def big_study(tmp_path_factory):
+    """The 100,000-trial `fmnist-mbv3` SQLite study (tests/test_load.build_big_study), built once for
+    the session: the memory test reads it as it is, the PostgreSQL test copies it. Readers only."""
+    from tests.test_load import build_big_study
+
+    path = tmp_path_factory.mktemp("big-study") / "big.db"
+    return path, build_big_study(path)

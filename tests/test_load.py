@@ -71,8 +71,8 @@ print(json.dumps({"n": len(f), "front": int(f.front_mask().sum()), "rows": len(r
 
 
 @pytest.mark.slow
-def test_100k_trial_study_queries_within_memory_bound(tmp_path: Path) -> None:
-    url = build_big_study(tmp_path / "big.db")
+def test_100k_trial_study_queries_within_memory_bound(big_study) -> None:
+    _, url = big_study
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     r = subprocess.run([sys.executable, "-c", _QUERY, url], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import optuna
 import pytest
@@ -101,17 +100,17 @@ def test_four_worker_processes_share_one_postgres_study_exactly(postgres) -> Non
 
 
 @pytest.mark.slow
-def test_100k_trial_front_on_postgres_through_the_fast_reader(postgres, tmp_path: Path) -> None:
+def test_100k_trial_front_on_postgres_through_the_fast_reader(postgres, big_study) -> None:
     """The 100,000-trial study of test_load.py, copied into PostgreSQL: the same front, the same memory
     bounds, and `hwnas pareto` answering on it."""
     from hwnas.searchers import ParetoFront
 
     from tests._cluster import copy_sqlite_study_to_postgres
-    from tests.test_load import _QUERY, LOAD_PEAK_MIB, N_BIG, REPEAT_GROWTH_MIB, build_big_study
+    from tests.test_load import _QUERY, LOAD_PEAK_MIB, N_BIG, REPEAT_GROWTH_MIB
 
-    sqlite_url = build_big_study(tmp_path / "big.db")
+    sqlite_path, sqlite_url = big_study
     url = postgres.new_database("big")
-    copy_sqlite_study_to_postgres(tmp_path / "big.db", url)
+    copy_sqlite_study_to_postgres(sqlite_path, url)
     r = subprocess.run([PY, "-c", _QUERY, url], capture_output=True, text=True, env=_env(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads(r.stdout.strip().splitlines()[-1])
