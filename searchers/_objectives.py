@@ -274,12 +274,23 @@ class _CostObjective:
     def __init__(self, space: Space, metrics: tuple[str, ...] = ("macs", "flops", "params")):
         self.space, self.metrics = space, metrics
         self._cache: dict[str, dict[str, float]] = {}
+        # (macs, params) of each block configuration met: a space has a few hundred, and an arch's cost
+        # is the sum over its blocks (what `arch_cost` adds up), so a new arch costs lookups, not closed forms
+        self._blocks: dict[Any, tuple[int, int]] = {}
 
     def __call__(self, arch: Arch) -> dict[str, float]:
         key = arch.to_string()
         v = self._cache.get(key)
         if v is None:
-            cost = arch_cost(self.space, arch)
+            macs = params = 0
+            blocks = self._blocks
+            for c in self.space.block_configs(arch):
+                b = blocks.get(c)
+                if b is None:
+                    b = blocks[c] = (_block_macs(self.space, c), block_params(self.space, c))
+                macs += b[0]
+                params += b[1]
+            cost = {"macs": float(macs), "flops": float(2 * macs), "params": float(params)}
             v = self._cache[key] = {m: cost[m] for m in self.metrics}
         return dict(v)
 
