@@ -165,10 +165,12 @@ def copy_sqlite_study_to_postgres(sqlite_path: Path, pg_url: str) -> None:
     The 100,000-trial test study is bulk-built in SQLite (`write_synthetic_study`); Optuna's own
     per-trial commits would take hours. Optuna creates the PostgreSQL schema first (so column types
     and enums are its own), then each table's rows stream in with COPY and the id sequences are
-    moved past the copied ids so new trials can still be added.
+    moved past the copied ids so new trials can still be added. Made fast (2.5 M parameter rows:
+    ~100 s -> ~35 s): SQLite writes the CSV lines itself; foreign-key triggers are off for the
+    session (`session_replication_role = replica`: the rows come from a consistent Optuna study); a
+    table no foreign key points at gets its primary-key and unique indexes built after its rows, not
+    row by row.
     """
-    import csv
-    import io
     import sqlite3
 
     import optuna
@@ -181,16 +183,28 @@ def copy_sqlite_study_to_postgres(sqlite_path: Path, pg_url: str) -> None:
     src = sqlite3.connect(sqlite_path)
     try:
         with psycopg.connect(pg_url) as dst, dst.cursor() as cur:  # one transaction, committed on exit
+            cur.execute("SET session_replication_role = replica")
             for table in tables:
                 cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
                 if not cols:
                     continue
-                buf = io.StringIO()
-                w = csv.writer(buf)
-                for row in src.execute(f"SELECT {', '.join(cols)} FROM {table}"):
-                    w.writerow(["\\N" if v is None else v for v in row])
+                referenced = cur.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = %s::regclass",
+                                         (table,)).fetchone()[0]
+                keys = [] if referenced else cur.execute(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+                    "AND contype IN ('p', 'u')", (table,)).fetchall()
+                for name, _ in keys:
+                    cur.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+                # one CSV line per row, made by SQLite: NULL as \N, text quoted CSV-style, reals to 17 digits (exact)
+                line = " || ',' || ".join(
+                    f"CASE WHEN {c} IS NULL THEN '\\N' WHEN typeof({c}) = 'text' THEN '\"' || replace({c}, '\"', '\"\"') || '\"' "
+                    f"WHEN typeof({c}) = 'real' THEN printf('%.17g', {c}) ELSE CAST({c} AS TEXT) END" for c in cols)
+                rows = src.execute(f"SELECT {line} FROM {table}")
                 with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as cp:
-                    cp.write(buf.getvalue())
+                    while chunk := rows.fetchmany(50_000):
+                        cp.write("\n".join(r[0] for r in chunk) + "\n")
+                for name, definition in keys:
+                    cur.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
                 # Optuna's first column is each table's serial id: move its sequence past the copied ids.
                 seq = cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (table, cols[0])).fetchone()[0]
                 if seq:
