@@ -179,6 +179,42 @@ class DedupSampler(BaseSampler):
         self._propose(trial.number, params)
         return params
 
+    def sample_batch(self, study: Any, first: int, k: int) -> list[tuple[dict[str, Any], Any, str, dict[str, Any]]] | None:
+        """Proposals for the next `k` trials, numbered `first`, `first + 1`, ..., of a study only this
+        process writes, without asking them: (params, arch, arch string, system attributes) each, as
+        `sample_relative` would give trials asked one after another and told after all of them (the
+        generation path). None when the wrapped sampler cannot draw without a trial (no
+        `batch_drawer`). The list stops early after a proposal whose arch the study holds (the space
+        has no unseen arch left): a trial asked for it is a duplicate, and none is asked after it."""
+        make = getattr(self.inner, "batch_drawer", None)
+        draw = make(study, self.distributions) if callable(make) else None
+        if draw is None:
+            return None
+        self.held.refresh(study)
+        out = []
+        for number in range(first, first + k):
+            params, arch, attrs = draw(number)
+            arch = arch if arch is not None else self.space.from_choices(params)
+            s = arch.to_string()
+            tries = 0
+            while s in self.held and tries < self.redraws:
+                tries += 1
+                params, arch, attrs = draw(number)
+                arch = arch if arch is not None else self.space.from_choices(params)
+                s = arch.to_string()
+            self.redrawn += tries
+            if s in self.held:
+                other = self.held.unseen(self._rng)
+                if other is not None:
+                    params = self.space.to_choices(other)
+                    arch = self.space.from_choices(params)
+                    s = arch.to_string()
+            self.held.propose(s, number)
+            out.append((params, arch, s, attrs))
+            if self.held.owner[s] != number:
+                break
+        return out
+
     def _draw(self, study: Any, trial: Any) -> dict[str, Any]:
         inner_space = self.inner.infer_relative_search_space(study, trial)
         rel = self.inner.sample_relative(study, trial, inner_space) if inner_space else {}

@@ -161,6 +161,7 @@ class EvoSampler(optuna.samplers.BaseSampler):
         self._space = Space.preset(space) if isinstance(space, str) else space
         self._warm_raw = tuple(warm_start)
         self._independent = optuna.samplers.RandomSampler(seed=seed)
+        self._default_mutation: tuple[Space, float] | None = None
         self._study_name: str | None = None
         self._reset()
 
@@ -174,6 +175,7 @@ class EvoSampler(optuna.samplers.BaseSampler):
         self._gens: dict[int, _Generation] = {}
         self._warm: list[Arch] | None = None
         self._enumerated: list[tuple[str, Arch]] | None = None
+        self._proposed: dict[str, Arch] = {}  # key -> the arch proposed for a trial not read finished yet
 
     @property
     def space(self) -> Space | None:
@@ -183,8 +185,12 @@ class EvoSampler(optuna.samplers.BaseSampler):
     def mutation_prob(self) -> float:
         if self._mutation_prob is not None:
             return self._mutation_prob
-        n = len(self._space.choices()) if self._space is not None else 0
-        return max(1.0 / n, 0.02) if n else 0.1
+        if self._space is None:
+            return 0.1
+        if self._default_mutation is None or self._default_mutation[0] is not self._space:  # once per space
+            n = len(self._space.choices())
+            self._default_mutation = (self._space, max(1.0 / n, 0.02) if n else 0.1)
+        return self._default_mutation[1]
 
     # ---- Optuna's sampler interface ----------------------------------------------------------------
     def infer_relative_search_space(self, study: Any, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -212,8 +218,30 @@ class EvoSampler(optuna.samplers.BaseSampler):
     def propose(self, study: Any) -> Arch:
         """The next arch for a trial of `study`: a warm-start arch, else its generation's next one."""
         self._bind(study)
-        running = self._read(study)
+        return self._next(study, self._read(study))
 
+    def batch_drawer(self, study: Any, distributions: dict[str, BaseDistribution]) -> Any:
+        """`draw(number) -> (params, arch, {})`: the proposal `sample_relative` would give trial
+        `number` asked now, with the study read once for a whole batch of trials asked before any is
+        told (`DedupSampler.sample_batch`, the generation path), instead of once per trial. None when
+        `distributions` are not the space's choices (then trials are asked one by one)."""
+        self._bind(study)
+        if set(distributions) != set(self._space.choices()):
+            return None
+        base = self._read(study, pending=False)
+        self._proposed.clear()  # left by proposals a caller drew again (every trial proposed before is read)
+
+        def draw(number: int) -> tuple[dict[str, Any], Arch, dict[str, Any]]:
+            running = base | {k for n, k in self._pending.items() if n not in self._recorded}
+            arch = self._next(study, running)
+            self._pending[number] = key = str(arch)
+            self._proposed[key] = arch
+            choices = self._space.to_choices(arch)
+            return {k: choices[k] for k in distributions}, arch, {}
+
+        return draw
+
+    def _next(self, study: Any, running: set[str]) -> Arch:
         def held(key: str) -> bool:
             return key in self._held or key in running
 
@@ -303,8 +331,9 @@ class EvoSampler(optuna.samplers.BaseSampler):
         self._study_name = study.study_name
         self._reset()
 
-    def _read(self, study: Any) -> set[str]:
-        """Read the trials finished since the last call; return the archs of those not finished."""
+    def _read(self, study: Any, *, pending: bool = True) -> set[str]:
+        """Read the trials finished since the last call; return the archs of those not finished
+        (with `pending`, also of the trials this sampler proposed and has not seen finish)."""
         trials = study.get_trials(deepcopy=False)
         running: set[str] = set()
         prefix = True
@@ -319,7 +348,8 @@ class EvoSampler(optuna.samplers.BaseSampler):
             k = self._key(t)
             if k is not None:
                 running.add(k)
-        running.update(k for n, k in self._pending.items() if n not in self._recorded)
+        if pending:
+            running.update(k for n, k in self._pending.items() if n not in self._recorded)
         return running
 
     def _record(self, t: FrozenTrial) -> None:
@@ -330,13 +360,16 @@ class EvoSampler(optuna.samplers.BaseSampler):
         k = self._key(t)
         if k is None:
             return
+        proposed = self._proposed.pop(k, None)
         self._held.add(k)
         if t.state != TrialState.COMPLETE or t.values is None or len(t.values) != len(self._signs):
             return
-        try:
-            arch = self._space.parse(k)
-        except ArchError:  # an arch of another space in a reused study: not a parent
-            return
+        arch = proposed  # proposed here: the arch itself, not parsed back from its string
+        if arch is None:
+            try:
+                arch = self._space.parse(k)
+            except ArchError:  # an arch of another space in a reused study: not a parent
+                return
         c = t.constraints
         violation = sum(max(0.0, float(x)) for x in c.values())
         if any(math.isnan(float(x)) for x in c.values()):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from hwnas.errors import ObjectiveError
@@ -30,7 +31,14 @@ from hwnas.search_space import Space
 from hwnas.searchers._budgets import Budget
 from hwnas.searchers._liveness import WORKER_ATTR, this_worker
 from hwnas.searchers._objectives import Objective, ObjectiveFn, check_values, evaluate_many
-from hwnas.searchers._optuna_internals import ask_trial, count_trials, finish_trial, write_trials
+from hwnas.searchers._optuna_internals import (
+    append_finished_trials,
+    ask_trial,
+    count_trials,
+    finish_trial,
+    next_trial_number,
+    write_trials,
+)
 
 __all__ = ["StudySink", "exhausted_message", "generation_size", "run_generations", "batched", "CHECKPOINT_TRIALS", "CHECKPOINT_SECONDS"]
 
@@ -86,7 +94,7 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
     """Ask, score and tell a generation at a time until `study` (in memory, sampled by a
     `DedupSampler`) holds `n_trials` COMPLETE trials; returns a message when the space ran out first."""
     import optuna
-    from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES, _progress
+    from hwnas.searchers._optuna import _progress
 
     if batch < 1:
         raise ValueError(f"batch={batch!r} must be >= 1")
@@ -107,54 +115,25 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
             if held.exhausted():
                 exhausted = exhausted_message(space, held, done, n_trials)
                 break
-            asked = []
             # Enqueued (warm-start) trials make a batch of their own: a GA counts only sampled trials in its
             # generations, so a generation then starts on a batch boundary, as it does trial by trial.
             waiting = count_trials(study, (optuna.trial.TrialState.WAITING,))
-            for _ in range(min(waiting or batch, n_trials - done)):
-                t = ask_trial(study, {WORKER_ATTR: this_worker()})  # stamped as it is created
-                params = t.relative_params  # the DedupSampler proposes every choice at once
-                arch = space.from_choices(params)
-                s = arch.to_string()
-                other = held.claim(study, s, t.number)
-                if other is not None:  # only when the space has no unseen arch left (or a warm start repeats)
-                    t.set_user_attr("arch", s)
-                    t.set_user_attr("error", f"duplicate: trial {other} holds this arch")
-                    study.tell(t, state=optuna.trial.TrialState.FAIL)
-                    break
-                asked.append((t, params, arch, s))
-            if not asked:
+            k = min(waiting or batch, n_trials - done)
+            first = None if waiting else next_trial_number(study)
+            # Drawn without asking a trial each, when the sampler can (in-process NSGA-II, evo): then scored and
+            # stored finished, in bulk. Else asked, scored and told one by one.
+            batcher = getattr(sampler, "sample_batch", None)
+            proposed = None if first is None or batcher is None else batcher(study, first, k)
+            if proposed is not None:
+                fails = _run_proposed(study, fn, proposed, first, needed, names, budgets, dists, fails)
+                ran = len(proposed)
+            else:
+                ran, fails = _run_asked(study, space, fn, k, needed, names, budgets, dists, fails)
+            if not ran:
                 continue  # the exhaustion check above ends the search
-            archs = [a for _, _, a, _ in asked]
-            try:
-                raws = evaluate_many(fn, archs)
-            except ObjectiveError:
-                raws = None  # find the arch that fails: one at a time
-            for i, (t, params, arch, s) in enumerate(asked):
-                try:
-                    raw = raws[i] if raws is not None else fn(arch)
-                    values = check_values(raw, needed, s)
-                    constraints = {str(b): b.violation(values) for b in budgets}
-                except ObjectiveError as e:
-                    t.set_user_attr("arch", s)
-                    t.set_user_attr("error", f"{type(e).__name__}: {e}")
-                    study.tell(t, state=optuna.trial.TrialState.FAIL)
-                    log.warning("trial %d failed: %s", t.number, e)
-                    fails += 1
-                    if fails >= MAX_CONSECUTIVE_FAILURES:
-                        raise ObjectiveError(f"{fails} consecutive trials failed; the last: {e}") from None
-                    continue
-                except BaseException as e:
-                    for u, *_ in asked[i:]:
-                        u.set_user_attr("error", f"{type(e).__name__}: {e}")
-                        study.tell(u, state=optuna.trial.TrialState.FAIL)
-                    raise
-                fails = 0
-                finish_trial(study, t, params, dists, [values[n] for n in names], {"arch": s, "metrics": values},
-                             constraints)
             before = done
             done = count_trials(study, (C,))
-            since_n += len(asked)
+            since_n += ran
             if bar is not None:
                 bar.update(min(done, n_trials) - min(before, n_trials))
             if sink is not None and (since_n >= checkpoint_trials or time.monotonic() - since_t >= checkpoint_seconds):
@@ -166,6 +145,125 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
         if sink is not None:
             sink.flush(study)
     return exhausted
+
+
+def _run_asked(study: Any, space: Space, fn: ObjectiveFn, k: int, needed: Sequence[str], names: Sequence[str],
+               budgets: Sequence[Budget], dists: dict[str, Any], fails: int) -> tuple[int, int]:
+    """Ask up to `k` trials, score them in one call and tell them (`finish_trial`); returns (trials
+    asked and scored, consecutive failures)."""
+    import optuna
+    from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES
+
+    held = study.sampler.held
+    asked = []
+    for _ in range(k):
+        t = ask_trial(study, {WORKER_ATTR: this_worker()})  # stamped as it is created
+        params = t.relative_params  # the DedupSampler proposes every choice at once
+        arch = space.from_choices(params)
+        s = arch.to_string()
+        other = held.claim(study, s, t.number)
+        if other is not None:  # only when the space has no unseen arch left (or a warm start repeats)
+            t.set_user_attr("arch", s)
+            t.set_user_attr("error", f"duplicate: trial {other} holds this arch")
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+            break
+        asked.append((t, params, arch, s))
+    if not asked:
+        return 0, fails
+    archs = [a for _, _, a, _ in asked]
+    try:
+        raws = evaluate_many(fn, archs)
+    except ObjectiveError:
+        raws = None  # find the arch that fails: one at a time
+    for i, (t, params, arch, s) in enumerate(asked):
+        try:
+            raw = raws[i] if raws is not None else fn(arch)
+            values = check_values(raw, needed, s)
+            constraints = {str(b): b.violation(values) for b in budgets}
+        except ObjectiveError as e:
+            t.set_user_attr("arch", s)
+            t.set_user_attr("error", f"{type(e).__name__}: {e}")
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+            log.warning("trial %d failed: %s", t.number, e)
+            fails += 1
+            if fails >= MAX_CONSECUTIVE_FAILURES:
+                raise ObjectiveError(f"{fails} consecutive trials failed; the last: {e}") from None
+            continue
+        except BaseException as e:
+            for u, *_ in asked[i:]:
+                u.set_user_attr("error", f"{type(e).__name__}: {e}")
+                study.tell(u, state=optuna.trial.TrialState.FAIL)
+            raise
+        fails = 0
+        finish_trial(study, t, params, dists, [values[n] for n in names], {"arch": s, "metrics": values}, constraints)
+    return len(asked), fails
+
+
+def _run_proposed(study: Any, fn: ObjectiveFn, proposed: Sequence[tuple[dict, Any, str, dict]], first: int,
+                  needed: Sequence[str], names: Sequence[str], budgets: Sequence[Budget], dists: dict[str, Any],
+                  fails: int) -> int:
+    """Score trials drawn by `DedupSampler.sample_batch` (numbered from `first`) and store them
+    finished, in one append, with what asking, `finish_trial` and `tell` store trial by trial
+    (params, `arch`, `metrics`, the worker stamp, the sampler's system attributes, one constraint per
+    budget; a failed trial: `arch` and `error`, no params), then tell the sampler. Returns the count
+    of consecutive failures."""
+    import optuna
+    from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES
+
+    FrozenTrial, S = optuna.trial.FrozenTrial, optuna.trial.TrialState
+    sampler = study.sampler
+    stamp = {WORKER_ATTR: this_worker()}
+    start = datetime.now()
+    proposed = list(proposed)
+    last_params, last_arch, last_s, last_attrs = proposed[-1]
+    duplicate = None
+    if sampler.held.owner[last_s] != first + len(proposed) - 1:  # the space had no unseen arch left
+        duplicate = (last_s, last_attrs, f"duplicate: trial {sampler.held.owner[last_s]} holds this arch")
+        proposed.pop()
+    trials: list[Any] = []
+
+    def failed(s: str | None, attrs: dict, error: str) -> Any:
+        ua = {**stamp, "error": error} if s is None else {**stamp, "arch": s, "error": error}
+        return FrozenTrial(number=-1, state=S.FAIL, value=None, values=None, datetime_start=start,
+                           datetime_complete=datetime.now(), params={}, distributions={}, user_attrs=ua,
+                           system_attrs=dict(attrs), intermediate_values={}, trial_id=-1)
+
+    try:
+        try:
+            raws = evaluate_many(fn, [a for _, a, _, _ in proposed]) if proposed else []
+        except ObjectiveError:
+            raws = None  # find the arch that fails: one at a time
+        for i, (params, arch, s, attrs) in enumerate(proposed):
+            try:
+                raw = raws[i] if raws is not None else fn(arch)
+                values = check_values(raw, needed, s)
+                constraints = {str(b): b.violation(values) for b in budgets}
+            except ObjectiveError as e:
+                trials.append(failed(s, attrs, f"{type(e).__name__}: {e}"))
+                log.warning("trial %d failed: %s", first + i, e)
+                fails += 1
+                if fails >= MAX_CONSECUTIVE_FAILURES:
+                    raise ObjectiveError(f"{fails} consecutive trials failed; the last: {e}") from None
+                continue
+            except BaseException as e:
+                trials += [failed(None, a, f"{type(e).__name__}: {e}") for _, _, _, a in proposed[i:]]
+                raise
+            fails = 0
+            sa = dict(attrs)
+            sa.update((f"constraints:{k}", float(v)) for k, v in constraints.items())
+            trials.append(FrozenTrial(number=-1, state=S.COMPLETE, value=None, values=[float(values[n]) for n in names],
+                                      datetime_start=start, datetime_complete=datetime.now(), params=params,
+                                      distributions=dists, user_attrs={**stamp, "arch": s, "metrics": values},
+                                      system_attrs=sa, intermediate_values={}, trial_id=-1))
+        if duplicate is not None:
+            trials.append(failed(*duplicate))
+    finally:
+        stored = append_finished_trials(study, trials)
+        if stored and stored[0].number != first:  # the numbers the sampler drew for (this process alone writes)
+            raise RuntimeError(f"trials stored from number {stored[0].number}, drawn for {first}")
+        for t in stored:
+            sampler.after_trial(study, t, t.state, t.values)
+    return fails
 
 
 def exhausted_message(space: Space, held: Any, done: int, n_trials: int) -> str:

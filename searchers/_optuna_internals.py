@@ -44,6 +44,7 @@ from hwnas.errors import ConfigError
 
 __all__ = [
     "TrialTable",
+    "append_finished_trials",
     "ask_trial",
     "complete_trials",
     "complete_trials_public",
@@ -53,6 +54,8 @@ __all__ = [
     "fail_running_trial",
     "finish_trial",
     "in_process_nsga2_sampler",
+    "next_trial_number",
+    "nsga2_batch_drawer",
     "open_sqlite_study",
     "ray_ask_trial",
     "ray_fail_trial",
@@ -500,6 +503,77 @@ def _finish_trial_in_memory(study: Any, trial: Any, params: Mapping[str, Any], d
     return True
 
 
+def _in_memory(study: Any) -> tuple[Any, int] | None:
+    """(InMemoryStorage, study id) when `study` is on an in-memory storage whose trial lists this
+    module knows how to append to, else None."""
+    import optuna
+
+    found = _storage_and_id(study)
+    if found is None or not isinstance(found[0], optuna.storages.InMemoryStorage):
+        return None
+    storage, sid = found
+    if not (hasattr(storage, "_lock") and isinstance(getattr(storage, "_studies", None), dict)
+            and isinstance(getattr(storage, "_max_trial_id", None), int)
+            and isinstance(getattr(storage, "_trial_id_to_study_id_and_number", None), dict)
+            and callable(getattr(storage, "_update_cache", None))):
+        return None
+    entry = storage._studies.get(sid)
+    if not isinstance(getattr(entry, "trials", None), list) or not isinstance(getattr(entry, "param_distribution", None), dict):
+        return None
+    return storage, sid
+
+
+def next_trial_number(study: Any) -> int | None:
+    """The number the next trial of an in-memory study gets (its trial count); None when the study is
+    not on an in-memory storage `append_finished_trials` writes to directly."""
+    found = _in_memory(study)
+    if found is None:
+        return None
+    storage, sid = found
+    with storage._lock:
+        return len(storage._studies[sid].trials)
+
+
+def append_finished_trials(study: Any, trials: Sequence[Any]) -> list[Any]:
+    """Append finished FrozenTrials to `study`, numbered in order after its last trial, and return
+    them as stored (with their numbers). On an in-memory storage they are stored as given (the
+    caller hands them over and never changes them), without the deep copy and the per-trial locking
+    of `study.add_trials`, and the distributions are learnt as `set_trial_param` learns them; on any
+    other storage `study.add_trials`. Samplers are not told (`after_trial` is the caller's)."""
+    if not trials:
+        return []
+    found = _in_memory(study)
+    if found is None:
+        first = len(study.get_trials(deepcopy=False))
+        study.add_trials(trials)
+        return study.get_trials(deepcopy=False)[first:first + len(trials)]
+    import optuna
+
+    storage, sid = found
+    for t in trials:
+        if not t.state.is_finished():
+            raise ValueError(f"trial state {t.state.name} is not finished")
+    with storage._lock:
+        entry = storage._studies[sid]
+        known = entry.param_distribution
+        for t in trials:
+            for k, d in t.distributions.items():
+                if k in known and known[k] is not d:
+                    optuna.distributions.check_distribution_compatibility(known[k], d)
+                known[k] = d
+        for t in trials:
+            storage._max_trial_id += 1
+            t._trial_id = storage._max_trial_id
+            t.number = len(entry.trials)
+            storage._trial_id_to_study_id_and_number[t._trial_id] = (sid, t.number)
+            entry.trials.append(t)
+            storage._update_cache(t._trial_id, sid)
+    local = getattr(study, "_thread_local", None)
+    if local is not None and hasattr(local, "cached_all_trials"):
+        local.cached_all_trials = None  # as ask does: later reads see the new trials
+    return list(trials)
+
+
 def write_trials(study: Any, trials: Sequence[Any]) -> None:
     """Append finished FrozenTrials to `study` (numbered after its last trial, in the given order):
     on an RDB storage in one transaction (~1 ms a trial on SQLite instead of one commit per
@@ -567,7 +641,7 @@ def _ga_hooks_recognised() -> bool:
 
     cls = optuna.samplers.NSGAIISampler
     return all(callable(getattr(cls, name, None)) for name in
-               ("_get_generation_key", "get_trial_generation", "get_parent_population",
+               ("_get_generation_key", "get_trial_generation", "get_parent_population", "get_population",
                 "infer_relative_search_space", "after_trial"))
 
 
@@ -588,7 +662,17 @@ def in_process_nsga2_sampler(distributions: Mapping[str, Any], *, seed: int | No
             # Optuna's intersection search space is sorted by name; single values are sampled independently
             self._relative = {k: d for k, d in sorted(distributions.items()) if not d.single()}
             self._complete_per_generation: dict[int, int] = {}
+            self._complete_numbers: dict[int, list[int]] = {}  # generation -> numbers of its COMPLETE trials
             self._parents: dict[int, list[Any]] = {}
+
+        def get_population(self, study: Any, generation: int) -> list[Any]:
+            # Optuna filters every COMPLETE trial of the study by its generation attribute: the trials
+            # counted in `after_trial` instead, taken from the study by number (in trial order, as Optuna's)
+            numbers = sorted(self._complete_numbers.get(generation, ()))
+            trials = study.get_trials(deepcopy=False)
+            if all(n < len(trials) and trials[n].number == n and trials[n].state == TrialState.COMPLETE for n in numbers):
+                return [trials[n] for n in numbers]
+            return super().get_population(study, generation)
 
         def get_parent_population(self, study: Any, generation: int) -> list[Any]:
             # Optuna selects a generation's parents once and caches their ids in the study, then
@@ -610,17 +694,27 @@ def in_process_nsga2_sampler(distributions: Mapping[str, Any], *, seed: int | No
             generation = trial.system_attrs.get(key)
             if generation is not None:
                 return generation
-            counts = self._complete_per_generation
-            top = max(counts) if counts else 0
-            generation = top if counts.get(top, 0) < self.population_size else top + 1
+            generation = self.next_generation()
             study._storage.set_trial_system_attr(trial._trial_id, key, generation)  # as Optuna's own does
             return generation
+
+        def next_generation(self) -> int:
+            """The generation a trial asked now belongs to (from the counts of completed trials)."""
+            counts = self._complete_per_generation
+            top = max(counts) if counts else 0
+            return top if counts.get(top, 0) < self.population_size else top + 1
+
+        def batch_drawer(self, study: Any, distributions: Mapping[str, Any]) -> Any:
+            """A drawer of the next trials' params without a trial each (`nsga2_batch_drawer`); None
+            when this sampler's strategies are not the defaults it replays."""
+            return nsga2_batch_drawer(self, study, distributions)
 
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
             super().after_trial(study, trial, state, values)
             generation = trial.system_attrs.get(self._get_generation_key())
             if state == TrialState.COMPLETE and generation is not None and generation >= 0:
                 self._complete_per_generation[generation] = self._complete_per_generation.get(generation, 0) + 1
+                self._complete_numbers.setdefault(generation, []).append(trial.number)
 
     # Optuna names a GA sampler's trial and study keys after its class: take NSGAIISampler's, so the study
     # reads the same to it (a study resumed by NSGAIISampler sees these generations and parents).
@@ -629,6 +723,119 @@ def in_process_nsga2_sampler(distributions: Mapping[str, Any], *, seed: int | No
     if callable(getattr(base, "_get_parent_cache_key_prefix", None)):
         InProcessNSGAIISampler._PARENT_CACHE_KEY_PREFIX = base._get_parent_cache_key_prefix()
     return InProcessNSGAIISampler(distributions, seed=seed, population_size=population_size)
+
+
+def _nsga2_replayable(sampler: Any, distributions: Mapping[str, Any]) -> bool:
+    """Whether `nsga2_batch_drawer` can replay `sampler`'s draws: Optuna's default child generation
+    (uniform crossover, no mutation operator, random re-draw of mutated params) and random sampler,
+    categorical distributions only."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.samplers import RandomSampler
+    from optuna.samplers.nsgaii import UniformCrossover
+    from optuna.samplers.nsgaii._child_generation_strategy import NSGAIIChildGenerationStrategy
+
+    strat = getattr(sampler, "_child_generation_strategy", None)
+    rs = getattr(sampler, "_random_sampler", None)
+    return (type(strat) is NSGAIIChildGenerationStrategy and type(rs) is RandomSampler
+            and type(getattr(strat, "_crossover", None)) is UniformCrossover
+            and getattr(strat, "_mutation", 0) is None and getattr(strat, "_constraints_func", 0) is None
+            and all(hasattr(strat, n) for n in ("_crossover_prob", "_mutation_prob", "_swapping_prob", "_rng"))
+            and hasattr(getattr(rs, "_rng", None), "rng")
+            and all(type(d) is CategoricalDistribution for d in distributions.values()))
+
+
+def nsga2_batch_drawer(sampler: Any, study: Any, distributions: Mapping[str, Any]) -> Any:
+    """`draw(number) -> (params, None, system_attrs)`: what a trial asked now would be given by
+    `DedupSampler(sampler)` (its relative sample, then an independent draw of every parameter the
+    child lacks, in `distributions` order), without creating the trial; None when not replayable.
+
+    It replays `NSGAIIChildGenerationStrategy` and `RandomSampler.sample_independent` call for call
+    on the same random states (so the trials are the ones Optuna's NSGAIISampler draws, tested): a
+    generation's parents, their parameters and the dominance between two of them are looked up once
+    instead of per child, and the per-parameter draws are one array draw (`RandomState.rand(n)` is
+    the stream of n calls to `rand()`). Trials of one batch share a generation, as asked ones do
+    when none is told in between."""
+    from optuna.samplers.nsgaii._constraints_evaluation import _constrained_dominates
+    from optuna.study._constrained_optimization import _is_constrained_optimization
+    from optuna.study._multi_objective import _dominates, _normalize_value
+    from optuna.trial import TrialState
+
+    if not _nsga2_replayable(sampler, distributions):
+        return None
+    strat = sampler._child_generation_strategy
+    generation = sampler.next_generation()
+    sys_attrs = {sampler._get_generation_key(): generation}
+    rel_names = list(sampler.infer_relative_search_space(study, None))
+    n_rel = len(rel_names)
+    directions = study.directions
+    rows: dict[int, list[Any]] = {}  # a parent's trial id -> its relative params
+    beats: dict[tuple[int, int], bool] = {}  # (trial id, trial id) -> whether the first dominates
+    dominates = None
+    constrained = False
+    seen: dict[int, tuple[list[float], bool, float]] = {}  # trial id -> normalised values, feasible, violation
+    cprob, swap = strat._crossover_prob, strat._swapping_prob
+    mprob = strat._mutation_prob if strat._mutation_prob is not None else 1.0 / max(1.0, n_rel)
+    indep = [(k, d.choices) for k, d in distributions.items()]
+
+    def tournament(rng: Any, pool: list[Any]) -> Any:
+        # `rng.choice(n)` of an int n is `rng.randint(0, n)` (the same draw; tested), at a third of the cost
+        a, b = pool[rng.randint(0, len(pool))], pool[rng.randint(0, len(pool))]
+        won = beats.get((a._trial_id, b._trial_id))
+        if won is None:
+            won = beats[(a._trial_id, b._trial_id)] = _dominates_fast(a, b)
+        return a if won else b
+
+    def summary(t: Any) -> tuple[list[float], bool, float]:
+        got = seen.get(t._trial_id)
+        if got is None:
+            c = t.constraints.values()
+            got = seen[t._trial_id] = ([_normalize_value(v, d) for v, d in zip(t.values, directions)],
+                                       all(v <= 0 for v in c), sum(v for v in c if v > 0))
+        return got
+
+    def _dominates_fast(a: Any, b: Any) -> bool:
+        """`dominates(a, b, directions)` from each trial's normalised values and constraints, read once."""
+        if a.state != TrialState.COMPLETE or b.state != TrialState.COMPLETE or len(a.values) != len(b.values) \
+                or len(a.values) != len(directions):
+            return bool(dominates(a, b, directions))  # Optuna's own answer (and errors) for anything else
+        (va, fa, xa), (vb, fb, xb) = summary(a), summary(b)
+        if constrained and not (fa and fb):
+            return fa if fa != fb else xa < xb
+        return va != vb and all(x <= y for x, y in zip(va, vb))
+
+    def row(t: Any) -> list[Any]:
+        r = rows.get(t._trial_id)
+        if r is None:
+            r = rows[t._trial_id] = [t.params[k] for k in rel_names]
+        return r
+
+    def draw(number: int) -> tuple[dict[str, Any], None, dict[str, Any]]:
+        nonlocal dominates, constrained
+        rel: dict[str, Any] = {}
+        # Asked each draw, as Optuna's sample_relative does: a generation's first call returns the parents
+        # in selection order, later ones in trial order.
+        parents = sampler.get_parent_population(study, generation) if n_rel else []
+        if parents:
+            if dominates is None:
+                constrained = _is_constrained_optimization(parents)
+                dominates = _constrained_dominates if constrained else _dominates
+            rng = strat._rng.rng
+            if rng.rand() < cprob:
+                first = tournament(rng, parents)
+                second = tournament(rng, [t for t in parents if t is not first])
+                take_second = rng.rand(n_rel) >= swap
+                a, b = row(first), row(second)
+                child = [b[i] if take_second[i] else a[i] for i in range(n_rel)]
+            else:
+                child = row(parents[rng.randint(0, len(parents))])
+            kept = rng.rand(n_rel) >= mprob
+            rel = {k: v for k, v, keep in zip(rel_names, child, kept) if keep}
+        irng = sampler._random_sampler._rng.rng
+        params = {k: rel[k] if k in rel else choices[int(irng.random_sample(len(choices)).argmax())]
+                  for k, choices in indep}
+        return params, None, dict(sys_attrs)
+
+    return draw
 
 
 # ---- SQLite tuning ------------------------------------------------------------------------------------
