@@ -28,7 +28,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from hwnas.search_space import Space
-from hwnas.searchers._optuna_internals import enqueued_params, trial_archs_since
+from hwnas.searchers._optuna_internals import (
+    enqueued_params,
+    random_batch_drawer,
+    trial_archs_since,
+)
 from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler
 
@@ -184,10 +188,10 @@ class DedupSampler(BaseSampler):
         process writes, without asking them: (params, arch, arch string, system attributes) each, as
         `sample_relative` would give trials asked one after another and told after all of them (the
         generation path). None when the wrapped sampler cannot draw without a trial (no
-        `batch_drawer`). The list stops early after a proposal whose arch the study holds (the space
+        `batch_drawer`, and not Optuna's RandomSampler). The list stops early after a proposal whose arch the study holds (the space
         has no unseen arch left): a trial asked for it is a duplicate, and none is asked after it."""
         make = getattr(self.inner, "batch_drawer", None)
-        draw = make(study, self.distributions) if callable(make) else None
+        draw = make(study, self.distributions) if callable(make) else random_batch_drawer(self.inner, self.distributions)
         if draw is None:
             return None
         self.held.refresh(study)

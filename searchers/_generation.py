@@ -109,6 +109,7 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
     since_n, since_t = 0, time.monotonic()
     fails = 0
     exhausted = None
+    drawn = False  # a batch was drawn (DedupSampler.sample_batch) and stored by this loop
     try:
         while done < n_trials:
             held.refresh(study)
@@ -117,22 +118,23 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
                 break
             # Enqueued (warm-start) trials make a batch of their own: a GA counts only sampled trials in its
             # generations, so a generation then starts on a batch boundary, as it does trial by trial.
-            waiting = count_trials(study, (optuna.trial.TrialState.WAITING,))
+            # (after a drawn batch none waits: only this process writes the in-memory study, and enqueues nothing)
+            waiting = 0 if drawn else count_trials(study, (optuna.trial.TrialState.WAITING,))
             k = min(waiting or batch, n_trials - done)
             first = None if waiting else next_trial_number(study)
             # Drawn without asking a trial each, when the sampler can (in-process NSGA-II, evo): then scored and
             # stored finished, in bulk. Else asked, scored and told one by one.
             batcher = getattr(sampler, "sample_batch", None)
             proposed = None if first is None or batcher is None else batcher(study, first, k)
+            before = done
             if proposed is not None:
-                fails = _run_proposed(study, fn, proposed, first, needed, names, budgets, dists, fails)
-                ran = len(proposed)
+                completed, fails = _run_proposed(study, fn, proposed, first, needed, names, budgets, dists, fails)
+                ran, drawn, done = len(proposed), True, done + completed
             else:
                 ran, fails = _run_asked(study, space, fn, k, needed, names, budgets, dists, fails)
-            if not ran:
-                continue  # the exhaustion check above ends the search
-            before = done
-            done = count_trials(study, (C,))
+                if not ran:
+                    continue  # the exhaustion check above ends the search
+                done = count_trials(study, (C,))
             since_n += ran
             if bar is not None:
                 bar.update(min(done, n_trials) - min(before, n_trials))
@@ -201,12 +203,12 @@ def _run_asked(study: Any, space: Space, fn: ObjectiveFn, k: int, needed: Sequen
 
 def _run_proposed(study: Any, fn: ObjectiveFn, proposed: Sequence[tuple[dict, Any, str, dict]], first: int,
                   needed: Sequence[str], names: Sequence[str], budgets: Sequence[Budget], dists: dict[str, Any],
-                  fails: int) -> int:
+                  fails: int) -> tuple[int, int]:
     """Score trials drawn by `DedupSampler.sample_batch` (numbered from `first`) and store them
     finished, in one append, with what asking, `finish_trial` and `tell` store trial by trial
     (params, `arch`, `metrics`, the worker stamp, the sampler's system attributes, one constraint per
-    budget; a failed trial: `arch` and `error`, no params), then tell the sampler. Returns the count
-    of consecutive failures."""
+    budget; a failed trial: `arch` and `error`, no params), then tell the sampler. Returns (trials
+    stored COMPLETE, consecutive failures)."""
     import optuna
     from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES
 
@@ -263,7 +265,7 @@ def _run_proposed(study: Any, fn: ObjectiveFn, proposed: Sequence[tuple[dict, An
             raise RuntimeError(f"trials stored from number {stored[0].number}, drawn for {first}")
         for t in stored:
             sampler.after_trial(study, t, t.state, t.values)
-    return fails
+    return sum(t.state == S.COMPLETE for t in stored), fails
 
 
 def exhausted_message(space: Space, held: Any, done: int, n_trials: int) -> str:

@@ -60,6 +60,7 @@ __all__ = [
     "ray_ask_trial",
     "ray_fail_trial",
     "ray_forget_trial",
+    "random_batch_drawer",
     "ray_optuna_trial",
     "set_trial_attrs",
     "suggest_all",
@@ -834,6 +835,26 @@ def nsga2_batch_drawer(sampler: Any, study: Any, distributions: Mapping[str, Any
         params = {k: rel[k] if k in rel else choices[int(irng.random_sample(len(choices)).argmax())]
                   for k, choices in indep}
         return params, None, dict(sys_attrs)
+
+    return draw
+
+
+def random_batch_drawer(sampler: Any, distributions: Mapping[str, Any]) -> Any:
+    """`draw(number) -> (params, None, {})` for Optuna's `RandomSampler` wrapped by a DedupSampler:
+    `RandomSampler.sample_independent` of every parameter in `distributions` order, replayed on its
+    random state (a categorical draw is the argmax of one uniform draw per choice); None when the
+    sampler is not a plain RandomSampler or a distribution is not categorical."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.samplers import RandomSampler
+
+    if type(sampler) is not RandomSampler or not hasattr(getattr(sampler, "_rng", None), "rng") \
+            or not all(type(d) is CategoricalDistribution for d in distributions.values()):
+        return None
+    indep = [(k, d.choices) for k, d in distributions.items()]
+
+    def draw(number: int) -> tuple[dict[str, Any], None, dict[str, Any]]:
+        rng = sampler._rng.rng
+        return {k: choices[int(rng.random_sample(len(choices)).argmax())] for k, choices in indep}, None, {}
 
     return draw
 
