@@ -1,7 +1,11 @@
 """Search throughput: in-process trials/s, Ray 1 vs 2 concurrent trials, `hwnas pareto` on 100,000 trials.
 
-1. Predictor-only trials/s in process (in-memory Optuna, analytic `flops` objective; NSGA-II and
-   random), the fast path of `hwnas search`. Goal >= 500 trials/s.
+1. Predictor-only trials/s in process on the generation path (`search(..., generation=True)`: a
+   generation drawn from the sampler, scored in one `predict_many` call, kept in an in-memory Optuna
+   study; analytic `flops` objective; NSGA-II, evo and random), the fast path of `hwnas search`.
+   Wall-clock trials/s and trials per CPU-second of the search call (imports and caches warmed by a
+   small search first; CPU time says what a loaded machine hides). Goals >= 500 trials/s, and
+   >= 2,000 (issue #16).
 2. Ray Tune runner on a local Ray instance (2 CPUs), an objective that sleeps 0.5 s (it measures the
    runner's parallelism, not compute): wall time with 1 vs 2 concurrent trials. Goal >= 1.7x.
 3. A 100,000-trial SQLite study (written straight into Optuna's tables in bulk, to save the hours
@@ -9,7 +13,8 @@
    reads), then `ParetoFront.load` + `rows` in process and the `hwnas pareto` command end to end.
    Goal <= 2 s.
 
-    python benchmarks/search_throughput.py [--skip-ray] [--pareto-trials 100000]
+    python benchmarks/search_throughput.py [--skip-ray] [--skip-pareto] [--pareto-trials 100000]
+    python benchmarks/search_throughput.py --skip-ray --skip-pareto --samplers nsga2,evo   # part 1 alone
 """
 
 from __future__ import annotations
@@ -42,17 +47,23 @@ class Sleepy:
         return arch_cost(self.space, arch)
 
 
-def bench_inprocess(space, n: int) -> dict:
+def bench_inprocess(space, n: int, samplers: tuple[str, ...] = ("nsga2", "evo", "random")) -> dict:
     from hwnas.searchers import make_objective, search
 
-    fn = make_objective(space, "flops")
+    kw = dict(objectives="flops,params:max", budgets="params<=1e6", generation=True)
     out = {}
-    for sampler in ("nsga2", "random"):
-        t = time.perf_counter()
-        search(space, fn, objectives="flops,params:max", budgets="params<=1e6", n_trials=n, sampler=sampler, seed=0)
-        dt = time.perf_counter() - t
-        out[sampler] = {"trials": n, "seconds": dt, "trials_per_s": n / dt}
-        print(f"in-process {sampler}: {n / dt:.0f} trials/s", flush=True)
+    for sampler in samplers:
+        # imports (Optuna's on the first search) and per-space caches, outside the timing
+        search(space, make_objective(space, "flops"), n_trials=20, sampler=sampler, seed=1, population_size=10, **kw)
+        fn = make_objective(space, "flops")  # fresh: its per-arch memo starts empty
+        t, c = time.perf_counter(), time.process_time()
+        study = search(space, fn, n_trials=n, sampler=sampler, seed=0, **kw)
+        dt, cpu = time.perf_counter() - t, time.process_time() - c
+        archs = {t.user_attrs["arch"] for t in study.get_trials(deepcopy=False)}
+        out[sampler] = {"trials": n, "seconds": dt, "trials_per_s": n / dt, "cpu_seconds": cpu,
+                        "trials_per_cpu_s": n / cpu, "distinct_archs": len(archs)}
+        print(f"in-process {sampler} (generation path): {n / dt:.0f} trials/s, {n / cpu:.0f} per CPU-second, "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
     return out
 
 
@@ -147,11 +158,13 @@ def bench_pareto(space, n: int, optuna_compare_max: int = 20_000) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="fmnist-mbv3")
-    ap.add_argument("--inprocess-trials", type=int, default=2000)
+    ap.add_argument("--inprocess-trials", type=int, default=5000)
+    ap.add_argument("--samplers", default="nsga2,evo,random", help="in-process samplers, comma-separated")
     ap.add_argument("--ray-trials", type=int, default=16)
     ap.add_argument("--ray-seconds", type=float, default=0.5)
     ap.add_argument("--pareto-trials", type=int, default=100_000)
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--skip-pareto", action="store_true", help="skip part 3 (the 100,000-trial study)")
     ap.add_argument("--optuna-compare-max", type=int, default=20_000,
                     help="also time Optuna's best_trials (and check it is the same front) up to this many trials")
     ap.add_argument("--out", default="results/benchmarks/search_throughput.json")
@@ -164,16 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict = {"benchmark": "search_throughput", "space": space.name,
                  "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                              "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}}
-    doc["inprocess"] = bench_inprocess(space, args.inprocess_trials)
+    samplers = tuple(x.strip() for x in args.samplers.split(",") if x.strip())
+    doc["inprocess"] = bench_inprocess(space, args.inprocess_trials, samplers)
     if not args.skip_ray:
         doc["ray"] = bench_ray(space, args.ray_trials, args.ray_seconds)
-    doc["pareto"] = bench_pareto(space, args.pareto_trials, args.optuna_compare_max)
+    if not args.skip_pareto:
+        doc["pareto"] = bench_pareto(space, args.pareto_trials, args.optuna_compare_max)
     doc["machine"]["load_avg_end"] = os.getloadavg()
+    best = max(v["trials_per_s"] for v in doc["inprocess"].values())
     doc["goals"] = {
-        "inprocess_ge_500_trials_per_s": max(v["trials_per_s"] for v in doc["inprocess"].values()) >= 500,
+        "inprocess_ge_500_trials_per_s": best >= 500,
+        # per sampler: issue #16 asks it of the generation path (NSGA-II is the main job's default)
+        "inprocess_generation_ge_2000_trials_per_s": {k: v["trials_per_s"] >= 2000 for k, v in doc["inprocess"].items()},
         "ray_speedup_ge_1.7": None if args.skip_ray else doc["ray"]["speedup_2_vs_1"] >= 1.7,
-        "pareto_le_2s_in_process": doc["pareto"]["front_load_rows_seconds"] <= 2.0,
-        "pareto_le_2s_cli": doc["pareto"]["cli_seconds"] <= 2.0,
+        "pareto_le_2s_in_process": None if args.skip_pareto else doc["pareto"]["front_load_rows_seconds"] <= 2.0,
+        "pareto_le_2s_cli": None if args.skip_pareto else doc["pareto"]["cli_seconds"] <= 2.0,
     }
     atomic_write_json(args.out, doc)
     print(json.dumps(doc["goals"]), "->", args.out)
