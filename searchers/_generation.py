@@ -3,9 +3,13 @@
 Optuna's ask / suggest / tell loop costs milliseconds a trial on a 25-choice space (every
 `suggest` copies the trial), and a persistent storage adds a commit per parameter: a 1,000-trial
 search over predictors spent ~92 s writing to SQLite. Here the study lives in an Optuna
-`InMemoryStorage`: a generation of trials is asked (the `DedupSampler` proposes every choice at
-ask time, so no per-parameter suggest is needed), scored in one `predict_many` call, and recorded
-with one replacement of each trial (`finish_trial`). The persistent study is written in bulk, one
+`InMemoryStorage`. When the sampler can draw without a trial (in-process NSGA-II, `evo`, random:
+`DedupSampler.sample_batch`), a generation's params are drawn from the sampler's own state, scored
+in one `predict_many` call and stored finished in one append (`append_finished_trials`), then the
+sampler is told (`after_trial`): the trials are the ones asking would give (tests/
+test_search_batch.py). Otherwise a generation of trials is asked (the `DedupSampler` proposes every
+choice at ask time, so no per-parameter suggest is needed), scored in one call, and recorded with
+one replacement of each trial (`finish_trial`). The persistent study is written in bulk, one
 transaction per checkpoint (`StudySink`): every `checkpoint_trials` trials or `checkpoint_seconds`
 seconds and at the end, so a killed search loses at most one interval, and `--resume` loads the
 written trials back into memory and continues.
@@ -255,7 +259,7 @@ def _run_proposed(study: Any, fn: ObjectiveFn, proposed: Sequence[tuple[dict, An
             sa.update((f"constraints:{k}", float(v)) for k, v in constraints.items())
             trials.append(FrozenTrial(number=-1, state=S.COMPLETE, value=None, values=[float(values[n]) for n in names],
                                       datetime_start=start, datetime_complete=datetime.now(), params=params,
-                                      distributions=dists, user_attrs={**stamp, "arch": s, "metrics": values},
+                                      distributions=dict(dists), user_attrs={**stamp, "arch": s, "metrics": values},
                                       system_attrs=sa, intermediate_values={}, trial_id=-1))
         if duplicate is not None:
             trials.append(failed(*duplicate))
