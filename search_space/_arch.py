@@ -11,6 +11,11 @@ Canonical string (the key everywhere)::
 
 Parsing a string alone checks its grammar; `Space.parse` also checks every choice against the
 space. Either raises `ArchError` (a ValueError) naming the offending token.
+
+The string is computed once, eagerly, when an arch is constructed of plain values (`plain`: ints,
+str kinds, tuples; everything the space and its parser build), and kept as an attribute that is no
+field (not compared, hashed or shown); a block keeps its token the same way. Frozen values make
+that safe; an arch of other values renders its string on every call, as before.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 from hwnas.errors import ArchError
 from hwnas.search_space._blocks import BLOCK_KINDS, block_kind
 
-__all__ = ["BlockArch", "StageArch", "Arch", "BLOCK_KINDS"]
+__all__ = ["BlockArch", "StageArch", "Arch", "BLOCK_KINDS", "plain"]
 
 # [0-9], not \d: \d matches any Unicode digit, so a full-width "ｒ２８" would parse as 28.
 _BLOCK_RE = re.compile(r"^(?P<kind>[a-z]+)_k(?P<k>[0-9]+)(?:_e(?P<e>[0-9]+))?(?:x(?P<n>[0-9]+))?$")
@@ -39,7 +44,17 @@ class BlockArch:
     kernel: int
     expand: int = 1
 
+    _token = None  # not a field: the token, set at construction when kind is a str and kernel, expand ints
+
+    def __post_init__(self) -> None:
+        if type(self.kind) is str and type(self.kernel) is int and type(self.expand) is int:  # immutable values
+            object.__setattr__(self, "_token", self._make_token())
+
     def token(self) -> str:
+        t = self._token
+        return t if t is not None else self._make_token()
+
+    def _make_token(self) -> str:
         if self.kind not in BLOCK_KINDS:  # written as given, so the error that rejects it can quote it
             return f"{self.kind}_k{self.kernel}_e{self.expand}"
         return block_kind(self.kind).token(self.kernel, self.expand)
@@ -65,21 +80,22 @@ class Arch:
     stages: tuple[StageArch, ...]
     space: str = field(default="", compare=True)
 
+    # Not a field: the string, computed once at construction when the arch is plain (see `plain`). Searchers
+    # key everything by it and ask for it several times per arch.
+    _string = None
+
+    def __post_init__(self) -> None:
+        try:
+            s, keep = _render(self.resolution, self.stages)
+        except Exception:  # noqa: BLE001 - not an arch of sound values: `to_string` (or validation) raises, later
+            return
+        if keep:
+            object.__setattr__(self, "_string", s)
+
     # ---- string form ---------------------------------------------------------------------------
     def to_string(self) -> str:
-        parts = [f"r{self.resolution}"]
-        for i, st in enumerate(self.stages, start=1):
-            toks: list[str] = []
-            j = 0
-            while j < len(st.blocks):
-                n = 1
-                while j + n < len(st.blocks) and st.blocks[j + n] == st.blocks[j]:
-                    n += 1
-                tok = st.blocks[j].token()
-                toks.append(tok if n == 1 else f"{tok}x{n}")
-                j += n
-            parts.append(f"s{i}w{st.width}:" + ",".join(toks))
-        return "|".join(parts)
+        s = self._string
+        return s if s is not None else _render(self.resolution, self.stages)[0]
 
     __str__ = to_string
 
@@ -178,3 +194,45 @@ class Arch:
     @property
     def num_blocks(self) -> int:
         return sum(self.depths)
+
+
+def plain(arch: Arch) -> bool:
+    """Whether every value of `arch` has its exact type (int; kinds str) in tuples of exact `StageArch`
+    and `BlockArch`: then nothing in it can change, and it equals another plain arch only when every
+    value is the same (no `3.0 == 3`), so tables may be looked up by its values."""
+    return arch._string is not None
+
+
+_END = object()
+
+
+def _render(resolution: Any, stages: Any) -> tuple[str, bool]:
+    """The canonical string of an arch, and whether it may be kept (every value of its exact type)."""
+    keep = type(resolution) is int and type(stages) is tuple
+    parts = [f"r{resolution}"]
+    for i, st in enumerate(stages, start=1):
+        blocks = st.blocks
+        keep = keep and type(st) is StageArch and type(st.width) is int and type(blocks) is tuple
+        toks: list[str] = []
+        run, n, exact = None, 0, False  # the run of equal blocks, its length, whether it is an exact block
+        for x in (*blocks, _END):
+            if n and x is not _END:
+                # Exact blocks (a BlockArch of str and ints) are equal when the same object and differ when
+                # their tokens do; else (or when unsure) `==` says, as always.
+                if exact and type(x) is BlockArch and x._token is not None:
+                    if x is run or (x._token == run._token and x == run):
+                        n += 1
+                        continue
+                elif x == run:
+                    n += 1
+                    continue
+            if n:
+                if exact:
+                    tok = run._token
+                else:
+                    tok, keep = run.token(), False
+                toks.append(tok if n == 1 else f"{tok}x{n}")
+            run, n = x, 1
+            exact = type(x) is BlockArch and x._token is not None
+        parts.append(f"s{i}w{st.width}:" + ",".join(toks))
+    return "|".join(parts), keep
