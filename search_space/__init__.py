@@ -5,7 +5,8 @@ and `hwnas.errors` / `hwnas._io`, never another hwnas component (supernet, estim
 searchers): they import it. Modules: `_space` (the `Space` and its YAML form), `_arch` (`Arch` and
 its string), `_blocks` (the block-kind registry and its cost formulas), `_walk` (one walk of an
 arch through the network), `_configs` (block configurations), `_choices` (the searchers' choice
-map), `_encoding` (the predictors' vectors), `_sampling` (sampling and variation), `_presets`.
+map), `_encoding` (the predictors' vectors), `_sampling` (sampling and variation), `_presets`,
+`_tables` (per-space tables for the hot paths: validation by set lookups, the space's own blocks).
 """
 
 from __future__ import annotations
