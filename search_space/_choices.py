@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hwnas.errors import ArchError
+from hwnas.search_space import _tables
 from hwnas.search_space._arch import Arch, BlockArch, StageArch
 from hwnas.search_space._blocks import block_kind
+from hwnas.search_space._tables import per_space, plain
 
 if TYPE_CHECKING:
     from hwnas.search_space._space import Space, StageSpec
@@ -51,8 +53,108 @@ def choices(space: Space) -> dict[str, tuple[Any, ...]]:
     return dict(_choices(space))
 
 
+class _Slot(NamedTuple):
+    """One block slot's choice names (None: fixed, not in the map) and first choices."""
+
+    kind: str | None
+    k: str | None
+    e: str | None
+    kind0: str
+    k0: int
+    e0: int
+
+
+class _Stage(NamedTuple):
+    w: str | None
+    d: str | None
+    w0: int
+    d0: int
+    slots: tuple[_Slot, ...]
+
+
+class _Plan(NamedTuple):
+    """A space's choice names laid out by stage and slot, with what `from_choices` needs to build an arch
+    of plain values without checking it again: the values each name allows (ints, kind strs), whether
+    each kind takes an expand ratio, and the space's `BlockArch` per (kind, kernel, expand) (plain spaces)."""
+
+    names: frozenset[str]
+    allowed: dict[str, frozenset[Any]]
+    r: str | None
+    r0: int
+    stages: tuple[_Stage, ...]
+    takes_expand: dict[str, bool]
+    blocks: dict[tuple[str, int, int], BlockArch]
+
+
+def _name(known: Mapping[str, Any], name: str) -> str | None:
+    return name if name in known else None
+
+
+@per_space
+def _plan(space: Space) -> _Plan:
+    known = dict(_choices(space))
+    stages = tuple(
+        _Stage(_name(known, f"s{i}.w"), _name(known, f"s{i}.d"), ss.widths[0], ss.depths[0], tuple(
+            _Slot(_name(known, f"s{i}.b{j}.kind"), _name(known, f"s{i}.b{j}.k"), _name(known, f"s{i}.b{j}.e"),
+                  ss.kinds[0], ss.kernels[0], ss.expands[0])
+            for j in range(ss.max_depth)))
+        for i, ss in enumerate(space.stages, start=1))
+    takes = {k: block_kind(k).takes_expand for ss in space.stages for k in ss.kinds}
+    return _Plan(frozenset(known), {n: frozenset(v) for n, v in known.items()}, _name(known, "r"),
+                 space.resolutions[0], stages, takes, _tables.blocks(space) or {})
+
+
+_MISSING = object()
+
+
+def _plain_from_choices(space: Space, values: Mapping[str, Any]) -> Arch | None:
+    """`from_choices` for a plain space (search_space/_tables.py) and a dict of known names whose values
+    read are ints (kinds strs) among their choices, as samplers give: the arch `from_choices` builds, with
+    nothing left to check (every value is one of the space's own). None for anything else (a name not
+    known, a value not allowed or of another type): `from_choices` then checks, builds or refuses."""
+    if type(values) is not dict or not plain(space):
+        return None
+    p = _plan(space)
+    if not values.keys() <= p.names:
+        return None
+    allowed = p.allowed
+
+    def get(name: str | None, default: Any, typ: type) -> Any:
+        if name is None:
+            return default
+        v = values.get(name, _MISSING)
+        if v is _MISSING:
+            return default
+        return v if type(v) is typ and v in allowed[name] else _MISSING
+
+    res = get(p.r, p.r0, int)
+    stages = []
+    for st in p.stages:
+        w, d = get(st.w, st.w0, int), get(st.d, st.d0, int)
+        if w is _MISSING or d is _MISSING:
+            return None
+        blocks = []
+        for slot in st.slots[:d]:
+            kind, k = get(slot.kind, slot.kind0, str), get(slot.k, slot.k0, int)
+            if kind is _MISSING or k is _MISSING:
+                return None
+            e = get(slot.e, slot.e0, int) if p.takes_expand[kind] else 1
+            if e is _MISSING:
+                return None
+            blocks.append(p.blocks[kind, k, e])
+        stages.append(StageArch(w, tuple(blocks)))
+    if res is _MISSING:
+        return None
+    return Arch(res, tuple(stages), space.name)
+
+
 def from_choices(space: Space, values: Mapping[str, Any]) -> Arch:
     """Build an arch from a (possibly partial) flat choice map; missing names take the first choice."""
+    arch = _plain_from_choices(space, values)
+    return arch if arch is not None else _checked_from_choices(space, values)
+
+
+def _checked_from_choices(space: Space, values: Mapping[str, Any]) -> Arch:
     known = choices(space)
     unknown = set(values) - set(known)
     if unknown:
@@ -84,21 +186,22 @@ def from_choices(space: Space, values: Mapping[str, Any]) -> Arch:
 def to_choices(space: Space, arch: Arch) -> dict[str, Any]:
     """The full flat choice map of `arch`; unused slots get their first choice (for warm starts)."""
     arch = space.validate(arch)
-    known = choices(space)
+    p = _plan(space)
     out: dict[str, Any] = {}
-    if "r" in known:
-        out["r"] = arch.resolution
-    for i, (sa, ss) in enumerate(zip(arch.stages, space.stages), start=1):
-        if f"s{i}.w" in known:
-            out[f"s{i}.w"] = sa.width
-        if f"s{i}.d" in known:
-            out[f"s{i}.d"] = sa.depth
-        for j in range(ss.max_depth):
-            b = sa.blocks[j] if j < sa.depth else None
-            if f"s{i}.b{j}.kind" in known:
-                out[f"s{i}.b{j}.kind"] = b.kind if b else ss.kinds[0]
-            if f"s{i}.b{j}.k" in known:
-                out[f"s{i}.b{j}.k"] = b.kernel if b else ss.kernels[0]
-            if f"s{i}.b{j}.e" in known:
-                out[f"s{i}.b{j}.e"] = b.expand if (b and block_kind(b.kind).takes_expand) else ss.expands[0]
+    if p.r is not None:
+        out[p.r] = arch.resolution
+    for sa, st in zip(arch.stages, p.stages):
+        if st.w is not None:
+            out[st.w] = sa.width
+        if st.d is not None:
+            out[st.d] = sa.depth
+        depth = sa.depth
+        for j, slot in enumerate(st.slots):
+            b = sa.blocks[j] if j < depth else None
+            if slot.kind is not None:
+                out[slot.kind] = b.kind if b else slot.kind0
+            if slot.k is not None:
+                out[slot.k] = b.kernel if b else slot.k0
+            if slot.e is not None:
+                out[slot.e] = b.expand if (b and p.takes_expand[b.kind]) else slot.e0
     return out
