@@ -8,10 +8,14 @@ downstream has to guess which stage a configuration came from.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from hwnas.search_space._arch import plain
 from hwnas.search_space._blocks import block_kind
+from hwnas.search_space._tables import per_space
+from hwnas.search_space._tables import plain as plain_space
 from hwnas.search_space._walk import feature_sizes, walk
 
 if TYPE_CHECKING:
@@ -43,6 +47,24 @@ class BlockConfig:
     stage: int | None = None
     has_expand: bool = False
 
+    # Not a field: the hash, computed at construction (cost models look every block of every arch up by
+    # its configuration; the generated hash would hash all eleven fields in Python on each lookup).
+    _hash = None
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "_hash", hash(self._values()))
+        except TypeError:  # an unhashable value: `hash(config)` raises, when asked, as before
+            pass
+
+    def _values(self) -> tuple:
+        return (self.kind, self.cin, self.cout, self.kernel, self.expand, self.stride, self.in_size, self.se,
+                self.act, self.stage, self.has_expand)
+
+    def __hash__(self) -> int:  # kept by @dataclass (frozen, eq) since defined here; consistent with __eq__
+        h = self._hash
+        return h if h is not None else hash(self._values())
+
     @property
     def key(self) -> str:
         return (
@@ -73,16 +95,39 @@ def _head(space: Space, cin: int, size: int) -> BlockConfig:
     return BlockConfig("head", cin, space.num_classes, 1, 1, 1, size, False, space.head.act)
 
 
+@per_space
+def _made(space: Space) -> dict[tuple, BlockConfig]:
+    """The configurations `block_configs` made for plain archs of a plain `space`, by their arguments:
+    filled as archs come, bounded by the space (its archs are validated first)."""
+    return {}
+
+
 def block_configs(space: Space, arch: Arch) -> list[BlockConfig]:
     """The blocks `arch` (validated) runs, in order: stem, every active block, head."""
-    out = [_stem(space, arch.resolution)]
+    # The same arguments give an equal configuration: for plain values (no 3.0 == 3) it is made once.
+    made = _made(space) if plain(arch) and plain_space(space) else None
+
+    def config(key: tuple, make: Callable[..., BlockConfig], *args: Any) -> BlockConfig:
+        c = made.get(key) if made is not None else None
+        if c is None:
+            c = make(space, *args)
+            if made is not None:
+                made[key] = c
+        return c
+
+    out = [config(("stem", arch.resolution), _stem, arch.resolution)]
     cin = space.stem.channels
     for s in walk(space, arch):
-        out.append(stage_block_config(space, s.stage, s.block.kind, s.cin, s.cout, s.block.kernel, s.block.expand,
-                                      s.stride, s.in_size))
+        b = s.block
+        args = (s.stage, b.kind, s.cin, s.cout, b.kernel, b.expand, s.stride, s.in_size)
+        out.append(config(args, stage_block_config, *args))
         cin = s.cout
-    out.append(_head(space, cin, feature_sizes(space, arch.resolution)[-1]))
+    out.append(config(("head", cin, arch.resolution), _head_at, cin, arch.resolution))
     return out
+
+
+def _head_at(space: Space, cin: int, resolution: int) -> BlockConfig:
+    return _head(space, cin, feature_sizes(space, resolution)[-1])
 
 
 def distinct_block_configs(space: Space) -> list[BlockConfig]:

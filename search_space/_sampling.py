@@ -14,9 +14,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from hwnas.errors import SpaceError
-from hwnas.search_space._arch import Arch, BlockArch, StageArch
+from hwnas.search_space import _tables
+from hwnas.search_space._arch import Arch, BlockArch, StageArch, plain
 from hwnas.search_space._blocks import block_kind, block_macs
 from hwnas.search_space._configs import stage_block_config
+from hwnas.search_space._tables import per_space
 
 if TYPE_CHECKING:
     from hwnas.search_space._space import Space, StageSpec
@@ -44,11 +46,19 @@ def enumerate_archs(space: Space) -> Iterator[Arch]:
             yield Arch(r, tuple(stages), space.name)
 
 
+@per_space
+def _block_choices(space: Space) -> tuple[tuple[BlockArch, ...] | None, ...]:
+    """Each stage's `block_choices()` when it holds one kind (what `sample` draws a block from), else None;
+    the space's own blocks (search_space/_tables.py) where it has them."""
+    own = _tables.blocks(space) or {}
+    return tuple(tuple(own.get((b.kind, b.kernel, b.expand), b) for b in st.block_choices()) if len(st.kinds) == 1
+                 else None for st in space.stages)
+
+
 def sample(space: Space, r: random.Random) -> Arch:
     """Draw an arch: each choice uniformly and independently."""
     stages = []
-    for st in space.stages:
-        choices = st.block_choices() if len(st.kinds) == 1 else None
+    for st, choices in zip(space.stages, _block_choices(space)):
         d = r.choice(st.depths)
         blocks = []
         for _ in range(d):
@@ -84,11 +94,13 @@ def _random_block(ss: StageSpec, r: random.Random) -> BlockArch:
 def mutate(space: Space, arch: Arch, r: random.Random, prob: float) -> Arch:
     """Resample each choice of (validated) `arch` with probability `prob`; the result stays in the space."""
     res = r.choice(space.resolutions) if r.random() < prob else arch.resolution
+    # a changed block: the space's own one when every value is plain (else a new BlockArch of the values)
+    own = _tables.blocks(space) if plain(arch) else None
     stages = []
     for sa, ss in zip(arch.stages, space.stages):
         width = r.choice(ss.widths) if r.random() < prob else sa.width
         depth = r.choice(ss.depths) if r.random() < prob else sa.depth
-        blocks = []
+        new = []
         for j in range(depth):
             b = sa.blocks[j] if j < sa.depth else _random_block(ss, r)
             kind = r.choice(ss.kinds) if r.random() < prob else b.kind
@@ -99,8 +111,12 @@ def mutate(space: Space, arch: Arch, r: random.Random, prob: float) -> Arch:
                 e = r.choice(ss.expands)
             else:
                 e = b.expand
-            blocks.append(BlockArch(kind, k, e))
-        stages.append(StageArch(width, tuple(blocks)))
+            # the block itself when no choice changed (the same values: nothing to build)
+            if kind is b.kind and k is b.kernel and e is b.expand:
+                new.append(b)
+            else:
+                new.append((own and own.get((kind, k, e))) or BlockArch(kind, k, e))
+        stages.append(StageArch(width, tuple(new)))
     return Arch(res, tuple(stages), space.name)
 
 
