@@ -67,6 +67,17 @@ class StageArch:
     width: int
     blocks: tuple[BlockArch, ...]
 
+    _body = None  # not a field: the blocks as an arch string writes them, kept when the stage is plain
+
+    def __post_init__(self) -> None:
+        if type(self.width) is int and type(self.blocks) is tuple:
+            try:
+                body, keep = _blocks_text(self.blocks)
+            except Exception:  # noqa: BLE001 - not sound values: `Arch.to_string` (or validation) raises, later
+                return
+            if keep:
+                object.__setattr__(self, "_body", body)
+
     @property
     def depth(self) -> int:
         return len(self.blocks)
@@ -211,28 +222,37 @@ def _render(resolution: Any, stages: Any) -> tuple[str, bool]:
     keep = type(resolution) is int and type(stages) is tuple
     parts = [f"r{resolution}"]
     for i, st in enumerate(stages, start=1):
-        blocks = st.blocks
-        keep = keep and type(st) is StageArch and type(st.width) is int and type(blocks) is tuple
-        toks: list[str] = []
-        run, n, exact = None, 0, False  # the run of equal blocks, its length, whether it is an exact block
-        for x in (*blocks, _END):
-            if n and x is not _END:
-                # Exact blocks (a BlockArch of str and ints) are equal when the same object and differ when
-                # their tokens do; else (or when unsure) `==` says, as always.
-                if exact and type(x) is BlockArch and x._token is not None:
-                    if x is run or (x._token == run._token and x == run):
-                        n += 1
-                        continue
-                elif x == run:
+        body = st._body if type(st) is StageArch else None
+        if body is None:
+            body, exact = _blocks_text(st.blocks)
+            keep = keep and exact and type(st) is StageArch and type(st.width) is int and type(st.blocks) is tuple
+        parts.append(f"s{i}w{st.width}:{body}")
+    return "|".join(parts), keep
+
+
+def _blocks_text(blocks: Any) -> tuple[str, bool]:
+    """A stage's blocks as an arch string writes them (runs of equal blocks once, with `x<n>`), and
+    whether every block is exact (a BlockArch of a str and ints, with its token kept)."""
+    toks: list[str] = []
+    keep = True
+    run, n, exact = None, 0, False  # the run of equal blocks, its length, whether it is an exact block
+    for x in (*blocks, _END):
+        if n and x is not _END:
+            # Exact blocks are equal when the same object and differ when their tokens do; else (or when
+            # unsure) `==` says, as always.
+            if exact and type(x) is BlockArch and x._token is not None:
+                if x is run or (x._token == run._token and x == run):
                     n += 1
                     continue
-            if n:
-                if exact:
-                    tok = run._token
-                else:
-                    tok, keep = run.token(), False
-                toks.append(tok if n == 1 else f"{tok}x{n}")
-            run, n = x, 1
-            exact = type(x) is BlockArch and x._token is not None
-        parts.append(f"s{i}w{st.width}:" + ",".join(toks))
-    return "|".join(parts), keep
+            elif x == run:
+                n += 1
+                continue
+        if n:
+            if exact:
+                tok = run._token
+            else:
+                tok, keep = run.token(), False
+            toks.append(tok if n == 1 else f"{tok}x{n}")
+        run, n = x, 1
+        exact = type(x) is BlockArch and x._token is not None
+    return ",".join(toks), keep

@@ -77,7 +77,6 @@ class _Plan(NamedTuple):
     of plain values without checking it again: the values each name allows (ints, kind strs), whether
     each kind takes an expand ratio, and the space's `BlockArch` per (kind, kernel, expand) (plain spaces)."""
 
-    names: frozenset[str]
     allowed: dict[str, frozenset[Any]]
     r: str | None
     r0: int
@@ -100,52 +99,38 @@ def _plan(space: Space) -> _Plan:
             for j in range(ss.max_depth)))
         for i, ss in enumerate(space.stages, start=1))
     takes = {k: block_kind(k).takes_expand for ss in space.stages for k in ss.kinds}
-    return _Plan(frozenset(known), {n: frozenset(v) for n, v in known.items()}, _name(known, "r"),
+    return _Plan({n: frozenset(v) for n, v in known.items()}, _name(known, "r"),
                  space.resolutions[0], stages, takes, _tables.blocks(space) or {})
 
 
-_MISSING = object()
-
-
 def _plain_from_choices(space: Space, values: Mapping[str, Any]) -> Arch | None:
-    """`from_choices` for a plain space (search_space/_tables.py) and a dict of known names whose values
-    read are ints (kinds strs) among their choices, as samplers give: the arch `from_choices` builds, with
-    nothing left to check (every value is one of the space's own). None for anything else (a name not
-    known, a value not allowed or of another type): `from_choices` then checks, builds or refuses."""
+    """`from_choices` for a plain space (search_space/_tables.py) and a dict of known names whose every
+    value is an int (a kind a str) among its choices, as samplers give: the arch `from_choices` builds,
+    with nothing left to check (every value is one of the space's own). None for anything else (a name
+    not known, a value not allowed or of another type, even one `from_choices` would not read): then
+    `from_choices` checks, builds or refuses as always."""
     if type(values) is not dict or not plain(space):
         return None
     p = _plan(space)
-    if not values.keys() <= p.names:
-        return None
     allowed = p.allowed
-
-    def get(name: str | None, default: Any, typ: type) -> Any:
-        if name is None:
-            return default
-        v = values.get(name, _MISSING)
-        if v is _MISSING:
-            return default
-        return v if type(v) is typ and v in allowed[name] else _MISSING
-
-    res = get(p.r, p.r0, int)
+    try:
+        for name, v in values.items():
+            if (type(v) is not int and type(v) is not str) or v not in allowed[name]:
+                return None
+    except KeyError:  # a name that is no choice
+        return None
+    # Every name is a str, so `get(None, first)` (a fixed choice) gives the first choice.
+    get = values.get
     stages = []
     for st in p.stages:
-        w, d = get(st.w, st.w0, int), get(st.d, st.d0, int)
-        if w is _MISSING or d is _MISSING:
-            return None
         blocks = []
-        for slot in st.slots[:d]:
-            kind, k = get(slot.kind, slot.kind0, str), get(slot.k, slot.k0, int)
-            if kind is _MISSING or k is _MISSING:
-                return None
-            e = get(slot.e, slot.e0, int) if p.takes_expand[kind] else 1
-            if e is _MISSING:
-                return None
+        for slot in st.slots[:get(st.d, st.d0)]:
+            kind = get(slot.kind, slot.kind0)
+            k = get(slot.k, slot.k0)
+            e = get(slot.e, slot.e0) if p.takes_expand[kind] else 1
             blocks.append(p.blocks[kind, k, e])
-        stages.append(StageArch(w, tuple(blocks)))
-    if res is _MISSING:
-        return None
-    return Arch(res, tuple(stages), space.name)
+        stages.append(StageArch(get(st.w, st.w0), tuple(blocks)))
+    return Arch(get(p.r, p.r0), tuple(stages), space.name)
 
 
 def from_choices(space: Space, values: Mapping[str, Any]) -> Arch:

@@ -116,8 +116,17 @@ def mutate(space: Space, arch: Arch, r: random.Random, prob: float) -> Arch:
                 new.append(b)
             else:
                 new.append((own and own.get((kind, k, e))) or BlockArch(kind, k, e))
-        stages.append(StageArch(width, tuple(new)))
+        stages.append(_stage(width, new, sa))
     return Arch(res, tuple(stages), space.name)
+
+
+def _stage(width: int, blocks: list[BlockArch], *parents: StageArch) -> StageArch:
+    """`StageArch(width, tuple(blocks))`, or a parent's stage when it is made of the very same objects."""
+    for p in parents:
+        if (type(p) is StageArch and p.width is width and type(p.blocks) is tuple and len(p.blocks) == len(blocks)
+                and all(x is y for x, y in zip(p.blocks, blocks))):
+            return p
+    return StageArch(width, tuple(blocks))
 
 
 def crossover(space: Space, a: Arch, b: Arch, r: random.Random) -> Arch:
@@ -131,7 +140,7 @@ def crossover(space: Space, a: Arch, b: Arch, r: random.Random) -> Arch:
         for j in range(depth):
             options = [s.blocks[j] for s in (sa, sb) if j < s.depth]
             blocks.append(r.choice(options))
-        stages.append(StageArch(width, tuple(blocks)))
+        stages.append(_stage(width, blocks, sa, sb))
     return Arch(res, tuple(stages), space.name)
 
 
