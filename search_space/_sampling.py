@@ -11,6 +11,7 @@ import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import replace
+from operator import is_
 from typing import TYPE_CHECKING
 
 from hwnas.errors import SpaceError
@@ -122,9 +123,10 @@ def mutate(space: Space, arch: Arch, r: random.Random, prob: float) -> Arch:
 
 def _stage(width: int, blocks: list[BlockArch], *parents: StageArch) -> StageArch:
     """`StageArch(width, tuple(blocks))`, or a parent's stage when it is made of the very same objects."""
+    n = len(blocks)
     for p in parents:
-        if (type(p) is StageArch and p.width is width and type(p.blocks) is tuple and len(p.blocks) == len(blocks)
-                and all(x is y for x, y in zip(p.blocks, blocks))):
+        pb = p.blocks
+        if p.width is width and len(pb) == n and type(pb) is tuple and type(p) is StageArch and all(map(is_, pb, blocks)):
             return p
     return StageArch(width, tuple(blocks))
 
