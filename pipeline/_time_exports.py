@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
             net.load_state_dict(load_file(it["weights"]), strict=True)
         nets.append((net.eval(), arch))
     rows = export_latency_check(Path(spec["run_dir"]), spec["devices"], nets, space=space,
-                                progress=spec["progress"], repeats=spec["repeats"])
+                                progress=spec["progress"], repeats=spec["repeats"], anchors=spec.get("anchors", 0))
     tmp = Path(spec["out"] + ".part")
     tmp.write_text(json.dumps(rows))
     tmp.replace(spec["out"])

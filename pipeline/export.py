@@ -16,7 +16,7 @@ from hwnas.pipeline.context import RunContext
 from hwnas.pipeline.finetune import finetune_export
 from hwnas.pipeline.pareto import final_front, study_front
 from hwnas.pipeline.plots import plot_pareto
-from hwnas.pipeline.profile import export_latency_check
+from hwnas.pipeline.profile import ANCHORS, export_latency_check
 
 __all__ = ["export_pick", "auto_latency_budgets", "stage_export"]
 
@@ -148,9 +148,10 @@ def stage_export(ctx: RunContext) -> dict[str, Any]:
     # after minutes of scoring and search, two of three exports of the 2026-11-30 reference run came out
     # 25-35 % over their prediction, where a fresh process measured the same checkpoints within -5..+15 %.
     checks = export_latency_check(run_dir, cfg.devices, [(s, a) for (s, _), a in zip(statics, archs)], space=space,
-                                  progress=ctx.progress, repeats=cfg.profile_repeats, fresh_process=True)
+                                  progress=ctx.progress, repeats=cfg.profile_repeats, fresh_process=True,
+                                  anchors=ANCHORS)
     timings = [{d: (v["measured_ms"], v["measured_median_ms"]) for d, v in c["devices"].items()} for c in checks]
-    for (i, b, pick), lat, (static, _) in zip(picks, timings, statics):
+    for (i, b, pick), lat, (static, _), chk in zip(picks, timings, statics, checks):
         label = f"B{i + 1} ({key}<={b:g})"
         res = export_pick(supernet=net, space=space, arch=pick.arch, out_dir=exp_root / f"budget{i + 1}",
                           devices=cfg.devices, loaders=loaders, predicted=pick.metrics, calib_images=cfg.calib_images,
@@ -158,9 +159,13 @@ def stage_export(ctx: RunContext) -> dict[str, Any]:
                           latency=lat, static=static)
         finetune_export(ctx, res)  # export.finetune_steps > 0: fine-tuned in place, res updated
         res.update({"budget_ms": b, "label": f"B{i + 1}", "title": label, "trial": pick.trial})
+        # the machine's speed vs profiling time, from the profile's networks re-timed in the same passes
+        res["latency_drift"] = {d: v["drift"] for d, v in chk["devices"].items() if "drift" in v}
         out.append(res)
+        drift = res["latency_drift"].get(dev)
+        said = f"; machine {100 * (drift - 1):+.0f}% vs profiling" if drift is not None else ""
         say(f"    {label}: {pick.arch}  test acc {100 * res['measured']['accuracy']:.2f}%, "
-            f"measured {res['measured'][key]:.3f} ms (predicted {pick.metrics[key]:.3f})")
+            f"measured {res['measured'][key]:.3f} ms (predicted {pick.metrics[key]:.3f}{said})")
     plot_pareto(front, cfg, run_dir / "pareto.png", exported=out, study_front=study_front(ctx.summaries["search"]))
     return {"budgets_ms": budgets, "exported": out}
 

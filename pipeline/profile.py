@@ -114,7 +114,7 @@ def latency_predictors(run_dir: Path, devices: Sequence[str]) -> dict[str, Any]:
 
 def export_latency_check(run_dir: Path, devices: Sequence[str], nets: Sequence[Any], *, space: Any = None,
                          progress: bool = False, repeats: int | None = None,
-                         fresh_process: bool = False) -> list[dict[str, Any]]:
+                         fresh_process: bool = False, anchors: int = 0) -> list[dict[str, Any]]:
     """Predicted vs measured latency of exported subnets on every device of the run, timed with the
     held-out check's protocol (the predictor's statistic, interleaved passes over every (net, device)).
 
@@ -122,13 +122,19 @@ def export_latency_check(run_dir: Path, devices: Sequence[str], nets: Sequence[A
     (with `space`); `repeats`: samples per net (the run's `profile.repeats`; default the protocol's).
     `fresh_process`: time them in a new Python process (`hwnas.pipeline._time_exports`), as a user's
     deployment would run them, not in a process that has trained, searched and scored for minutes
-    (see `_time_in_fresh_process`). Returns, per net, `{"arch", "devices": {device: {"predicted_ms",
-    "measured_ms", "measured_min_ms", "measured_median_ms", "rel_error", "within_10pct"}}}`
+    (see `_time_in_fresh_process`). `anchors` (with `space`): that many of the profile's correction
+    networks (fastest to slowest) are timed in the same passes; per device, the median of their
+    measured / profiled time is the machine's `drift` since profiling (1.3: 30 % slower now), given
+    with each row beside `drift_corrected_rel_error` (the prediction scaled by the drift), so a
+    slow phase of a shared machine is told apart from a wrong prediction. Returns, per net,
+    `{"arch", "devices": {device: {"predicted_ms", "measured_ms", "measured_min_ms",
+    "measured_median_ms", "rel_error", "within_10pct"[, "drift", "drift_corrected_rel_error"]}}}`
     (`hwnas.estimators.latency_check.measure_exports`)."""
     from dataclasses import replace
 
     if fresh_process:
-        return _time_in_fresh_process(run_dir, devices, nets, space=space, progress=progress, repeats=repeats)
+        return _time_in_fresh_process(run_dir, devices, nets, space=space, progress=progress, repeats=repeats,
+                                      anchors=anchors)
 
     from hwnas.estimators.latency_check import DEFAULT_PROTOCOL, measure_exports
 
@@ -138,11 +144,47 @@ def export_latency_check(run_dir: Path, devices: Sequence[str], nets: Sequence[A
         raise ValueError(f"the run's predictors were fitted on different statistics {sorted(stats)}; "
                          "one export check needs one")
     protocol = replace(DEFAULT_PROTOCOL, statistic=stats.pop(), repeats=repeats or DEFAULT_PROTOCOL.repeats)
-    return measure_exports(nets, devices, predictors=preds, space=space, protocol=protocol, progress=progress)
+    ref = _anchor_archs(run_dir, devices, anchors, protocol.statistic) if anchors and space is not None else {}
+    extra = list(next(iter(ref.values()), {}))
+    rows = measure_exports([*nets, *extra], devices, predictors=preds, space=space, protocol=protocol, progress=progress)
+    if not extra:
+        return rows
+    rows, anchor_rows = rows[:len(nets)], rows[len(nets):]
+    for dev in preds:
+        drift = float(np.median([r["devices"][dev]["measured_ms"] / ref[dev][a] for a, r in zip(extra, anchor_rows)]))
+        for r in rows:
+            m = r["devices"][dev]
+            m["drift"] = drift
+            m["drift_corrected_rel_error"] = (m["predicted_ms"] * drift - m["measured_ms"]) / m["measured_ms"]
+    return rows
+
+
+def _anchor_archs(run_dir: Path, devices: Sequence[str], n: int, statistic: str) -> dict[str, dict[str, float]]:
+    """{device: {arch: profiled ms}} for `n` correction networks every device profiled, fastest to
+    slowest on the first device; empty when the run's profiles hold no common networks."""
+    import pandas as pd
+    from hwnas.estimators import Device
+
+    tables = {}
+    for d in devices:
+        name = Device.from_name(d).name
+        path = run_dir / "profiles" / name / "networks.csv"
+        if not path.is_file():
+            return {}
+        df = pd.read_csv(path)
+        col = f"{statistic}_ms" if f"{statistic}_ms" in df.columns else "min_ms"
+        tables[name] = dict(zip(df["arch"].astype(str), df[col].astype(float)))
+    common = [a for a in next(iter(tables.values())) if all(a in t for t in tables.values())]
+    if not common:
+        return {}
+    first = next(iter(tables.values()))
+    common.sort(key=lambda a: first[a])
+    pick = [common[i] for i in sorted(set(np.linspace(0, len(common) - 1, min(n, len(common))).round().astype(int)))]
+    return {name: {a: t[a] for a in pick} for name, t in tables.items()}
 
 
 def _time_in_fresh_process(run_dir: Path, devices: Sequence[str], nets: Sequence[Any], *, space: Any,
-                           progress: bool, repeats: int | None) -> list[dict[str, Any]]:
+                           progress: bool, repeats: int | None, anchors: int = 0) -> list[dict[str, Any]]:
     """`export_latency_check` in a child Python process: the nets travel as their arch plus their
     weights (safetensors, in a temporary folder) or as their checkpoint folder; the child rebuilds
     them and answers in JSON.
@@ -172,7 +214,7 @@ def _time_in_fresh_process(run_dir: Path, devices: Sequence[str], nets: Sequence
         if space is None and any("checkpoint" not in it for it in items):
             raise ValueError("timing an arch needs `space`")
         spec = {"run_dir": str(Path(run_dir).resolve()), "devices": list(devices), "nets": items,
-                "space": space.to_dict() if space is not None else None, "repeats": repeats,
+                "space": space.to_dict() if space is not None else None, "repeats": repeats, "anchors": anchors,
                 "progress": bool(progress), "out": str(Path(tmp) / "timings.json")}
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))

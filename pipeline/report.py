@@ -33,6 +33,9 @@ def stage_report(ctx: RunContext) -> dict[str, Any]:
             r[f"{d} ms pred"] = pred
             r[f"{d} ms meas"] = meas
             r[f"{d} err %"] = 100 * (pred - meas) / meas
+            drift = e.get("latency_drift", {}).get(d)
+            if drift is not None:  # the machine's speed vs profiling time (profile networks re-timed beside it)
+                r[f"{d} machine drift %"] = 100 * (drift - 1)
         r["peak mem MB"] = e["peak_mem_mb"]
         r["params"] = e["params"]
         r["MMACs"] = e["macs"] / 1e6
@@ -133,7 +136,9 @@ def report_markdown(cfg: RunConfig, S: dict[str, dict[str, Any]], table: Any) ->
         f"`{cfg.primary_device}`; checkpoints under `exported/`. Accuracy: on search-val at search time (through the "
         "supernet), then measured on the test set after BN recalibration. Latency: predicted by the LUT predictor, measured on this machine at batch 1 "
         "(min of repeated runs over 3 interleaved rounds, the statistic the predictors are fitted on; medians are in each "
-        "checkpoint's arch.json); `err %` = (predicted - measured) / measured.",
+        "checkpoint's arch.json); `err %` = (predicted - measured) / measured; `machine drift %`: how much slower (+) "
+        "this machine ran than when it was profiled, from 5 of the profile's networks timed in the same passes (a "
+        "large drift says the error is the machine's state, not the prediction).",
         "",
         table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else table.to_string(index=False),
         "",

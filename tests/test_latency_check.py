@@ -196,5 +196,11 @@ def test_export_latency_check_in_a_fresh_process_times_the_nets_with_their_weigh
         m = r["devices"]["cpu"]
         assert m["predicted_ms"] == pytest.approx(pred.predict(r["arch"]))
         assert 0 < m["measured_min_ms"] <= m["measured_median_ms"]
+    # anchors: the profile's networks re-timed in the same passes give the machine's drift per device
+    rows = export_latency_check(run, ["cpu"], [ckpt], space=space, repeats=9, fresh_process=True, anchors=2)
+    m = rows[0]["devices"]["cpu"]
+    assert len(rows) == 1 and rows[0]["arch"] == str(a) and m["drift"] > 0
+    assert m["drift_corrected_rel_error"] == pytest.approx((m["predicted_ms"] * m["drift"] - m["measured_ms"]) / m["measured_ms"])
+    assert "drift" not in export_latency_check(run, ["cpu"], [ckpt], space=space, repeats=9)[0]["devices"]["cpu"]
     with pytest.raises(RuntimeError, match="fresh process failed"):
         export_latency_check(run, ["cpu"], [(build_static(space, a), b)], space=space, repeats=9, fresh_process=True)
