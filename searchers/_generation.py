@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,7 +61,11 @@ def batched(fn: Any) -> bool:
 
 def generation_size(sampler: str, population_size: int | None) -> int:
     """Trials asked together: a GA's population, a batch for random sampling, 1 for model-based samplers."""
-    if sampler in ("nsga2", "nsga3", "evo"):
+    if sampler == "evo":
+        from hwnas.searchers._evo import DEFAULT_POPULATION
+
+        return population_size or DEFAULT_POPULATION
+    if sampler in ("nsga2", "nsga3"):
         return population_size or 50
     if sampler == "random":
         return _RANDOM_BATCH
@@ -153,12 +157,42 @@ def run_generations(study: Any, space: Space, fn: ObjectiveFn, objectives: Seque
     return exhausted
 
 
+def _scored(fn: ObjectiveFn, items: Sequence[tuple[Any, str]], needed: Sequence[str],
+            budgets: Sequence[Budget]) -> Iterator[tuple[int, Any, Any, BaseException | None]]:
+    """Score the `(arch, arch string)` items with one objective call (`evaluate_many`); only when
+    that call fails, one arch at a time to find the one that fails. Yields `(i, values,
+    constraints, None)` for each arch in order, or `(i, None, None, error)`: an `ObjectiveError`
+    fails that trial alone, any other error (an interrupt) is the caller's to raise after it has
+    failed the trials from `i` on."""
+    try:
+        raws = evaluate_many(fn, [a for a, _ in items]) if items else []
+    except ObjectiveError:
+        raws = None
+    for i, (arch, s) in enumerate(items):
+        try:
+            raw = raws[i] if raws is not None else fn(arch)
+            values = check_values(raw, needed, s)
+            out = (i, values, {str(b): b.violation(values) for b in budgets}, None)
+        except BaseException as e:  # not around the yield: a generator's close must pass through
+            out = (i, None, None, e)
+        yield out
+
+
+def _failed_again(fails: int, e: ObjectiveError) -> int:
+    """One more consecutive failed trial; too many in a row end the search."""
+    from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES
+
+    fails += 1
+    if fails >= MAX_CONSECUTIVE_FAILURES:
+        raise ObjectiveError(f"{fails} consecutive trials failed; the last: {e}") from None
+    return fails
+
+
 def _run_asked(study: Any, space: Space, fn: ObjectiveFn, k: int, needed: Sequence[str], names: Sequence[str],
                budgets: Sequence[Budget], dists: dict[str, Any], fails: int) -> tuple[int, int]:
     """Ask up to `k` trials, score them in one call and tell them (`finish_trial`); returns (trials
     asked and scored, consecutive failures)."""
     import optuna
-    from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES
 
     held = study.sampler.held
     asked = []
@@ -176,30 +210,20 @@ def _run_asked(study: Any, space: Space, fn: ObjectiveFn, k: int, needed: Sequen
         asked.append((t, params, arch, s))
     if not asked:
         return 0, fails
-    archs = [a for _, _, a, _ in asked]
-    try:
-        raws = evaluate_many(fn, archs)
-    except ObjectiveError:
-        raws = None  # find the arch that fails: one at a time
-    for i, (t, params, arch, s) in enumerate(asked):
-        try:
-            raw = raws[i] if raws is not None else fn(arch)
-            values = check_values(raw, needed, s)
-            constraints = {str(b): b.violation(values) for b in budgets}
-        except ObjectiveError as e:
+    for i, values, constraints, e in _scored(fn, [(a, s) for _, _, a, s in asked], needed, budgets):
+        t, params, _, s = asked[i]
+        if isinstance(e, ObjectiveError):
             t.set_user_attr("arch", s)
             t.set_user_attr("error", f"{type(e).__name__}: {e}")
             study.tell(t, state=optuna.trial.TrialState.FAIL)
             log.warning("trial %d failed: %s", t.number, e)
-            fails += 1
-            if fails >= MAX_CONSECUTIVE_FAILURES:
-                raise ObjectiveError(f"{fails} consecutive trials failed; the last: {e}") from None
+            fails = _failed_again(fails, e)
             continue
-        except BaseException as e:
+        if e is not None:
             for u, *_ in asked[i:]:
                 u.set_user_attr("error", f"{type(e).__name__}: {e}")
                 study.tell(u, state=optuna.trial.TrialState.FAIL)
-            raise
+            raise e
         fails = 0
         finish_trial(study, t, params, dists, [values[n] for n in names], {"arch": s, "metrics": values}, constraints)
     return len(asked), fails
@@ -214,7 +238,6 @@ def _run_proposed(study: Any, fn: ObjectiveFn, proposed: Sequence[tuple[dict, An
     budget; a failed trial: `arch` and `error`, no params), then tell the sampler. Returns (trials
     stored COMPLETE, consecutive failures)."""
     import optuna
-    from hwnas.searchers._optuna import MAX_CONSECUTIVE_FAILURES
 
     FrozenTrial, S = optuna.trial.FrozenTrial, optuna.trial.TrialState
     sampler = study.sampler
@@ -235,25 +258,16 @@ def _run_proposed(study: Any, fn: ObjectiveFn, proposed: Sequence[tuple[dict, An
                            system_attrs=dict(attrs), intermediate_values={}, trial_id=-1)
 
     try:
-        try:
-            raws = evaluate_many(fn, [a for _, a, _, _ in proposed]) if proposed else []
-        except ObjectiveError:
-            raws = None  # find the arch that fails: one at a time
-        for i, (params, arch, s, attrs) in enumerate(proposed):
-            try:
-                raw = raws[i] if raws is not None else fn(arch)
-                values = check_values(raw, needed, s)
-                constraints = {str(b): b.violation(values) for b in budgets}
-            except ObjectiveError as e:
+        for i, values, constraints, e in _scored(fn, [(a, s) for _, a, s, _ in proposed], needed, budgets):
+            params, _, s, attrs = proposed[i]
+            if isinstance(e, ObjectiveError):
                 trials.append(failed(s, attrs, f"{type(e).__name__}: {e}"))
                 log.warning("trial %d failed: %s", first + i, e)
-                fails += 1
-                if fails >= MAX_CONSECUTIVE_FAILURES:
-                    raise ObjectiveError(f"{fails} consecutive trials failed; the last: {e}") from None
+                fails = _failed_again(fails, e)
                 continue
-            except BaseException as e:
+            if e is not None:
                 trials += [failed(None, a, f"{type(e).__name__}: {e}") for _, _, _, a in proposed[i:]]
-                raise
+                raise e
             fails = 0
             sa = dict(attrs)
             sa.update((f"constraints:{k}", float(v)) for k, v in constraints.items())

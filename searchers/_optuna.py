@@ -68,9 +68,9 @@ def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, popu
 
     name = resolve_sampler(name, n_trials=n_trials, n_objectives=n_objectives)
     if name == "evo":
-        from hwnas.searchers._evo import EvoSampler
+        from hwnas.searchers._evo import DEFAULT_POPULATION, EvoSampler
 
-        return EvoSampler(space, seed=seed, population_size=population_size or 50)
+        return EvoSampler(space, seed=seed, population_size=population_size or DEFAULT_POPULATION)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size or 50)
     if name == "nsga3":

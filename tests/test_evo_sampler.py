@@ -25,7 +25,14 @@ from hwnas.searchers import (
     study_spec,
 )
 from hwnas.searchers._auto import AUTO_RULE, resolve_sampler
-from hwnas.searchers._evo import EvoSampler, Member, constrained_ranks, survivors
+from hwnas.searchers._evo import (
+    EvoSampler,
+    Member,
+    constrained_ranks,
+    spread_archs,
+    spread_levels,
+    survivors,
+)
 from hwnas.searchers._optuna import evaluate_trial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -155,6 +162,56 @@ def test_warm_start_archs_come_first_then_the_studys_own_trials_are_the_parents(
     numbers = {t.number for t in held.trials}
     assert len(parents) == 10 and {m.number for m in parents} <= numbers
     assert str(evo.propose(held)) not in set(_archs(held))
+
+
+# ---- the first generation spread over the space's size ----------------------------------------------------
+def test_spread_levels_start_at_both_ends_then_halve_the_gaps():
+    assert spread_levels(7) == [0.0, 1.0, 0.5, 0.25, 0.75, 0.125, 0.625]
+    assert spread_levels(1) == [0.0] and spread_levels(0) == []
+    lv = spread_levels(64)
+    assert len(set(lv)) == 64 and min(lv) == 0.0 and max(lv) == 1.0
+
+
+@pytest.mark.parametrize("preset", ["fmnist-mbv3", "ofa-mbv3", "fmnist-mixed"])
+def test_spread_archs_run_from_the_min_arch_to_the_max_and_rise_in_macs_with_the_level(preset):
+    import random
+
+    from hwnas.searchers import arch_cost
+
+    space = Space.preset(preset)
+    archs = spread_archs(space, 50, random.Random(0))
+    assert archs[0] == space.min_arch()
+    top = space.from_choices({k: v[-1] for k, v in space.choices().items()})  # every choice at its last value
+    assert archs[1] == top
+    assert len(archs) == 50 and len({str(a) for a in archs}) >= 45 and all(space.validate(a) == a for a in archs)
+    macs = [arch_cost(space, a)["macs"] for a in archs]
+    rank = lambda x: np.argsort(np.argsort(x, kind="stable"), kind="stable")  # noqa: E731
+    rho = np.corrcoef(rank(spread_levels(50)), rank(macs))[0, 1]
+    assert rho > 0.9  # the level orders the archs by size (random archs would give ~0)
+    # random archs crowd the middle: the spread covers more of the MAC range than 50 random ones
+    rand = [arch_cost(space, space.sample(s))["macs"] for s in range(50)]
+    assert max(macs) - min(macs) > 1.5 * (max(rand) - min(rand))
+
+
+def test_evo_first_generation_is_the_spread_then_bred_and_init_random_is_kept():
+    space = small_space()
+    sampler = EvoSampler(space, seed=5, population_size=12)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    fn, objs = make_objective(space, "analytic"), parse_objectives("f1,f2")
+    study.optimize(lambda t: evaluate_trial(t, space, fn, objs, []), n_trials=30)
+    got = _archs(study)
+    import random
+
+    want = list(dict.fromkeys(str(a) for a in spread_archs(space, 12, random.Random("hwnas-evo:5:0"))))
+    assert got[:len(want)] == want and got[0] == str(space.min_arch())
+    assert len(set(got)) == 30
+    rnd = search(space, "analytic", objectives="f1,f2", n_trials=12, sampler="random", seed=5)
+    evo_random = EvoSampler(space, seed=5, population_size=12, init="random")
+    s2 = optuna.create_study(directions=["minimize", "minimize"], sampler=evo_random)
+    s2.optimize(lambda t: evaluate_trial(t, space, fn, objs, []), n_trials=12)
+    assert _archs(s2)[:12] != want and _archs(rnd)  # random first generation: not the spread
+    with pytest.raises(ConfigError, match="init='grid' not allowed; allowed: \\['spread', 'random'\\]"):
+        EvoSampler(space, init="grid")
 
 
 # ---- kill -9 and resume ------------------------------------------------------------------------------------
