@@ -17,6 +17,10 @@ The summary's `best_by_budget` is what `--sampler auto` (searchers/_auto.py) sho
     python benchmarks/search_quality.py --run results/runs/fashion-mnist-cpu \
         --objectives accuracy,latency_ms@cpu --out results/benchmarks/search_quality_predictors
         # the main job's trained predictors (accuracy predictor, cpu latency predictor) as objectives
+    python benchmarks/search_quality.py --space ofa-mbv3 --help-latency titan_rtx_64_ms \
+        --objectives macs:max,latency_ms@titan_rtx_64 --out results/benchmarks/search_quality_ofa
+        # Once-for-All's space: MACs against a GPU's latency, predicted by a log-ridge model fitted on
+        # the subnets HELP measured on that GPU (../shared/datasets/help-latency/)
 """
 
 from __future__ import annotations
@@ -34,6 +38,61 @@ import numpy as np
 QUICK = {"seeds": 2, "trials": "50,100,200", "sweep": 3000, "tpe_max": 200}
 GOALS = {"300": 0.97, "1000": 0.99}  # best sampler's mean share of the reference hypervolume
 DISTINCT_GOAL = 0.99  # distinct archs / trials of every run
+HELP_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "help-latency"
+
+
+class HelpLatencyObjective:
+    """`macs`, `params` (closed forms) and `latency_ms@<gpu>`: a GPU's latency of an
+    `ofa-mbv3` subnet, predicted by a ridge model in log space (`AdditiveLatencyModel`) on the
+    arch encoding and the encoding x (resolution / 224)^2, fitted on `fit_rows` of the subnets HELP
+    measured on that GPU (`ofa_mbv3_gpu_latency.csv`); the other rows are held out and their rank
+    correlation and share within +-10% are kept in `holdout` (reported with the figures).
+    """
+
+    def __init__(self, space, csv: Path, column: str, fit_rows: int = 4000):
+        import pandas as pd
+        from hwnas.estimators.fewshot import AdditiveLatencyModel
+        from hwnas.estimators.latency import spearman, within
+        from hwnas.search_space import ofa_arch
+        from hwnas.searchers import make_objective
+
+        if space.name != "ofa-mbv3":
+            raise SystemExit(f"--help-latency: HELP measured subnets of ofa-mbv3, not of {space.name!r} (use --space ofa-mbv3)")
+        if not csv.is_file():
+            raise SystemExit(f"--help-latency: {csv} not found (pass --help-data DIR, the folder of ofa_mbv3_gpu_latency.csv)")
+        df = pd.read_csv(csv)
+        cols = [c for c in df.columns if c.endswith("_ms")]
+        if column not in cols:
+            raise SystemExit(f"--help-latency {column!r}: not a column of {csv.name}; choose one of {cols}")
+        if not 100 <= fit_rows < len(df):
+            raise SystemExit(f"--help-fit-rows {fit_rows}: choose 100..{len(df) - 1} (the table has {len(df)} rows)")
+        self.space, self.column = space, column
+        self.metric = "latency_ms@" + column[: -len("_ms")]
+        archs = [ofa_arch(space, r.resolution, [getattr(r, f"ks{i}") for i in range(20)],
+                          [getattr(r, f"e{i}") for i in range(20)], [getattr(r, f"d{i}") for i in range(5)])
+                 for r in df.itertuples()]
+        X, y = self.features(archs), df[column].to_numpy(float)
+        perm = np.random.default_rng(0).permutation(len(df))
+        fit, hold = perm[:fit_rows], perm[fit_rows:]
+        self.model = AdditiveLatencyModel.fit(X[fit], y[fit])
+        pred = self.model.predict(X[hold])
+        self.holdout = {"rows": int(len(hold)), "fit_rows": int(fit_rows), "spearman": spearman(pred, y[hold]),
+                        "within_10pct": within(pred, y[hold]),
+                        "median_abs_rel_error": float(np.median(np.abs(pred / y[hold] - 1)))}
+        self.cost = make_objective(space, "macs")
+
+    def features(self, archs) -> np.ndarray:
+        X = self.space.encode_many(archs).astype(np.float64)
+        rs = (np.array([a.resolution for a in archs], float) / 224.0) ** 2
+        return np.concatenate([X, X * rs[:, None]], axis=1)
+
+    def predict_many(self, archs) -> list[dict[str, float]]:
+        archs = list(archs)
+        lat = self.model.predict(self.features(archs))
+        return [{**c, self.metric: float(v)} for c, v in zip(self.cost.predict_many(archs), lat)]
+
+    def __call__(self, arch) -> dict[str, float]:
+        return self.predict_many([arch])[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"a short check that the benchmark runs: {QUICK}")
     ap.add_argument("--run", default=None, help="a main-job run directory: its trained predictors (accuracy, latency "
                     "per device, memory, energy) are the objectives, as `hwnas run` searches them (overrides --provider)")
+    ap.add_argument("--supernet", default=None, help="a bundle (path or shipped name, e.g. fmnist-mbv3) or run "
+                    "directory: its accuracy predictor, with each --profile's latency predictor, as `hwnas search "
+                    "--supernet ... --profile ...` searches them (overrides --provider)")
+    ap.add_argument("--profile", action="append", default=[], help="with --supernet: a device's profile directory "
+                    "(repeat per device)")
+    ap.add_argument("--help-latency", default=None, metavar="COLUMN",
+                    help="with --space ofa-mbv3: add latency_ms@<gpu> from a model fitted on that column of HELP's "
+                         "measured table (e.g. titan_rtx_64_ms; overrides --provider, keeps macs and params)")
+    ap.add_argument("--help-data", default=str(HELP_DATA), help="folder of ofa_mbv3_gpu_latency.csv (default %(default)s)")
+    ap.add_argument("--help-fit-rows", type=int, default=4000, help="table rows the latency model is fitted on; the "
+                    "rest are held out to report its quality (default 4000)")
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON at --out")
     args = ap.parse_args(argv)
     if args.quick:
@@ -74,6 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         space = Space.preset(cfg["space"])
         fn = search_objective(space, run_dir, cfg["devices"])
         args.provider = f"predictors of {run_dir}"
+    elif args.supernet:
+        from hwnas.pipeline.search import predictors_objective
+
+        space = Space.preset(args.space)
+        fn = predictors_objective(space, args.supernet, args.profile)
+        args.provider = f"predictors: accuracy of {args.supernet}, latency of {', '.join(args.profile)}"
+    elif args.help_latency:
+        space = Space.preset(args.space)
+        fn = HelpLatencyObjective(space, Path(args.help_data) / "ofa_mbv3_gpu_latency.csv", args.help_latency,
+                                  args.help_fit_rows)
+        args.provider = (f"macs + {fn.metric}: log-ridge on HELP's {args.help_latency} "
+                         f"(held-out Spearman {fn.holdout['spearman']:.3f})")
+        print(f"latency model: {args.help_latency}, held-out {fn.holdout}", flush=True)
     else:
         space = Space.preset(args.space)
         fn = make_objective(space, args.provider)
@@ -84,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rng = np.random.default_rng(12345)
     archs = space.sample_many(args.sweep, rng)
-    rows = [fn(a) for a in archs]
+    from hwnas.searchers._objectives import evaluate_many
+
+    rows = [r for i in range(0, len(archs), 5000) for r in evaluate_many(fn, archs[i:i + 5000])]
     sweep_s = time.perf_counter() - t0
     sweep = ParetoFront.build(objectives=objs, archs=[str(a) for a in archs],
                               metrics={k: [r[k] for r in rows] for k in rows[0]}, budgets=args.budget)
@@ -156,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "space": space.name, "provider": args.provider, "objectives": [o.spec() for o in objs],
         "budgets": args.budget, "seeds": args.seeds, "checkpoints": checkpoints, "tpe_max": args.tpe_max,
         "quick": args.quick,
+        "latency_model": getattr(fn, "holdout", None),
         "reference": {"sweep": args.sweep, "hv": hv_ref, "front_size": int(len(ref_F)), "front_from_sweep": from_sweep,
                       "sweep_hv_fraction": hv_sweep / hv_ref,
                       "what": "non-dominated union of the random sweep and every run's feasible points",
@@ -166,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "best_by_budget": best_by_budget,
         "goals": goals,
         "distinct_goal": {"goal": DISTINCT_GOAL, "met_by": sorted(s for s, v in distinct.items() if min(v) >= DISTINCT_GOAL)},
-        "note": "objectives from the analytic flops provider (params:max stands in for accuracy) unless "
-                "--provider names trained predictors",
+        "note": "objectives: " + args.provider + ("; params:max / macs:max stand in for accuracy"
+                                                   if not args.run else ""),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
     }
     from hwnas._io import atomic_write_json

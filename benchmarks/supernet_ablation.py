@@ -61,7 +61,7 @@ def random_subnets(space: Any, n: int = 20, seed: int = 777) -> dict[str, Any]:
     return {f"rand{i:02d}": a for i, a in enumerate(space.sample_many(n, seed, unique=True))}
 
 
-def _config(overrides: dict[str, Any], steps: int, seed: int) -> Any:
+def _config(overrides: dict[str, Any], steps: int, seed: int, threads: int = 2) -> Any:
     from hwnas.supernet.train import load_config
 
     base = load_config(REPO / "configs" / "fmnist.yaml", schedule="default")
@@ -71,7 +71,7 @@ def _config(overrides: dict[str, Any], steps: int, seed: int) -> Any:
     spe = 430  # one pass over the 55k training split holds 430 batches of 128
     epochs = max(1, -(-steps // spe))
     return base.replace(**overrides, epochs=epochs, steps_per_epoch=-(-steps // epochs), seed=seed,
-                        schedule=f"ablation-{steps}", report_random=0, threads=2,
+                        schedule=f"ablation-{steps}", report_random=0, threads=threads,
                         deps_ramp_epochs=base.deps_ramp_epochs * epochs / base.epochs)
 
 
@@ -95,13 +95,13 @@ def _append(rec: dict[str, Any]) -> None:
     atomic_write_json(OUT_JSON, doc)
 
 
-def run_variant(name: str, steps: int, seed: int) -> dict[str, Any]:
+def run_variant(name: str, steps: int, seed: int, threads: int = 2) -> dict[str, Any]:
     from hwnas.data import make_loaders
     from hwnas.estimators import arch_macs
     from hwnas.supernet import load_supernet
     from hwnas.supernet.train import train
 
-    cfg = _config(VARIANTS[name], steps, seed)
+    cfg = _config(VARIANTS[name], steps, seed, threads)
     out = RUNS / f"{name}-s{seed}-{steps}"
     res = train(cfg, out, resume=(out / "checkpoint.pt").is_file(), progress=True)
     net = load_supernet(out)
@@ -123,7 +123,7 @@ def run_variant(name: str, steps: int, seed: int) -> dict[str, Any]:
     return rec
 
 
-def run_scratch(which: str, steps: int, seed: int) -> list[dict[str, Any]]:
+def run_scratch(which: str, steps: int, seed: int, threads: int = 2) -> list[dict[str, Any]]:
     from hwnas.data import make_loaders
     from hwnas.search_space import Space
     from hwnas.supernet.bn import evaluate
@@ -137,7 +137,7 @@ def run_scratch(which: str, steps: int, seed: int) -> list[dict[str, Any]]:
         if (str(a), steps, seed) in done:
             print(f"scratch {name}: already measured", flush=True)
             continue
-        cfg = _config({**SCRATCH, "single_arch": str(a)}, steps, seed)
+        cfg = _config({**SCRATCH, "single_arch": str(a)}, steps, seed, threads)
         out = RUNS / f"scratch-{name}-s{seed}-{steps}"
         res = Trainer(cfg, out, resume=(out / "checkpoint.pt").is_file(), progress=False).fit()
         net = res.model
@@ -220,14 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subnets", choices=("fixed", "random"), default="fixed", help="with --scratch: which subnets")
     ap.add_argument("--steps", type=int, default=1000, help="training steps of 128 images (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (default 2; 1 is faster when another job shares the cores; "
+                         "accuracies do not depend on it)")
     ap.add_argument("--table", action="store_true", help="write the ablation table from the runs so far")
     args = ap.parse_args(argv)
+    if not 1 <= args.threads <= 256:
+        ap.error(f"--threads {args.threads}: choose 1..256")
     if not 1 <= args.steps <= 1_000_000:
         ap.error(f"--steps {args.steps}: choose 1..1000000")
     if args.scratch:
-        run_scratch(args.subnets, args.steps, args.seed)
+        run_scratch(args.subnets, args.steps, args.seed, args.threads)
     for v in args.variant or []:
-        run_variant(v, args.steps, args.seed)
+        run_variant(v, args.steps, args.seed, args.threads)
     if args.table or not (args.scratch or args.variant):
         table()
     return 0
