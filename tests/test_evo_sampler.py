@@ -274,3 +274,28 @@ def test_cli_sampler_auto_prints_its_pick(tmp_path, capsys):
     for argv_sampler in ("evo", "auto"):
         assert main(["search", "--space", str(space_file), "--provider", "analytic", "--objective", "f1,f2",
                      "--trials", "8", "--sampler", argv_sampler, "--no-progress"]) == 0
+
+
+# ---- spread startup trials for the samplers that start from random draws ----------------------------------
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_fresh_in_process_study_starts_from_spread_archs_and_random_stays_random(sampler):
+    import random
+
+    from hwnas.searchers._optuna import SPREAD_STARTUP, startup_archs
+
+    space = small_space()
+    n = 12 if sampler == "nsga2" else SPREAD_STARTUP["tpe"]
+    study = search(space, "analytic", objectives="f1,f2", n_trials=40, sampler=sampler, seed=2, population_size=12,
+                   warm_start=[str(space.max_arch())])
+    got = _archs(study)
+    spread = list(dict.fromkeys(str(a) for a in spread_archs(space, n, random.Random("hwnas-startup:2"))))
+    want = [str(space.max_arch())] + [a for a in spread if a != str(space.max_arch())]
+    assert got[:len(want)] == want and str(space.min_arch()) in got[:2]
+    starts = [t for t in study.trials if t.user_attrs.get("startup") == "spread"]
+    assert len(starts) == len(want) - 1 and study.trials[0].user_attrs.get("warm_start") is True
+    assert len(set(got)) == 40
+    # never more startup trials than the search asks for; the random baseline gets none
+    assert len(startup_archs(space, sampler, 2, 12, (), n_trials=5)) == 5
+    assert startup_archs(space, "random", 2, None, ()) == []
+    rnd = search(space, "analytic", objectives="f1,f2", n_trials=20, sampler="random", seed=2)
+    assert not any("startup" in t.user_attrs for t in rnd.trials) and _archs(rnd)[0] != str(space.min_arch())
