@@ -123,6 +123,37 @@ def run_variant(name: str, steps: int, seed: int, threads: int = 2) -> dict[str,
     return rec
 
 
+def score_bundle(name: str) -> dict[str, Any]:
+    """The shipped supernet of `name` (a bundle, hashes verified) scored like a variant: the 5 fixed
+    subnets on test and search-val, the 20 random ones on search-val (BN recalibrated), recorded
+    with its training steps so `--table` joins it with the scratch runs of as many steps."""
+    from hwnas.data import make_loaders
+    from hwnas.estimators import arch_macs, load_bundle
+    from hwnas.supernet import load_supernet
+
+    b = load_bundle(name)
+    net = load_supernet(name)
+    space = net.space
+    raw, rep = b.manifest["config"], b.manifest["train_report"]
+    steps = int(rep["steps"])
+    loaders = make_loaders(raw["dataset"], raw.get("data_dir"), space=space, seed=int(raw["seed"]),
+                           search_val=int(raw["search_val"]))
+    calib = loaders.calib_images(int(raw["calib_images"]))
+    t0 = time.perf_counter()
+    fixed, rand = fixed_subnets(space), random_subnets(space)
+    scores = {**_score(net, fixed, loaders, calib, test=True), **_score(net, rand, loaders, calib, test=False)}
+    archs = {**fixed, **rand}
+    rec = {"kind": "variant", "variant": f"shipped:{name}", "overrides": {}, "seed": int(raw["seed"]), "steps": steps,
+           "train_seconds": float(rep["train_seconds"]),
+           "eval_seconds": time.perf_counter() - t0,
+           "subnets": {k: {"arch": str(a), "macs": arch_macs(space, a), **scores[k]} for k, a in archs.items()},
+           "config": raw, "bundle_sha256": b.manifest.get("files"), "machine": platform.processor() or platform.machine(),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _append(rec)
+    print(f"shipped {name}: {steps} steps; test: " + " ".join(f"{k} {100 * scores[k]['test']:.2f}" for k in fixed), flush=True)
+    return rec
+
+
 def run_scratch(which: str, steps: int, seed: int, threads: int = 2) -> list[dict[str, Any]]:
     from hwnas.data import make_loaders
     from hwnas.search_space import Space
@@ -223,17 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads (default 2; 1 is faster when another job shares the cores; "
                          "accuracies do not depend on it)")
+    ap.add_argument("--score-bundle", default=None, metavar="NAME",
+                    help="score a shipped bundle's supernet (e.g. fmnist-mbv3) on the 25 subnets, as a variant row "
+                         "with its training steps (joined with the scratch runs of as many steps)")
     ap.add_argument("--table", action="store_true", help="write the ablation table from the runs so far")
     args = ap.parse_args(argv)
     if not 1 <= args.threads <= 256:
         ap.error(f"--threads {args.threads}: choose 1..256")
     if not 1 <= args.steps <= 1_000_000:
         ap.error(f"--steps {args.steps}: choose 1..1000000")
+    if args.score_bundle:
+        score_bundle(args.score_bundle)
     if args.scratch:
         run_scratch(args.subnets, args.steps, args.seed, args.threads)
     for v in args.variant or []:
         run_variant(v, args.steps, args.seed, args.threads)
-    if args.table or not (args.scratch or args.variant):
+    if args.table or not (args.scratch or args.variant or args.score_bundle):
         table()
     return 0
 
