@@ -113,7 +113,9 @@ def make_bundle(run_dir: str | Path, out: str | Path, *, pairs: int = 500, val_i
     metrics.jsonl): test accuracies of the 5 fixed subnets, `pairs` measured archs, the predictor.
 
     `val_images` / `test_images` cap the search-val and test images scored (default: all; smaller
-    only for smoke tests: the manifest records the counts)."""
+    only for smoke tests: the manifest records the counts). `calib_images`: training images each
+    subnet's BN statistics are recalibrated on (`hwnas train --bundle` passes the run's own
+    `calib_images`: 2,000 for the shipped schedules, 200 for `tiny`)."""
     from hwnas.data import make_loaders
     from hwnas.estimators.flops import arch_macs
     from hwnas.supernet import load_supernet
@@ -165,6 +167,7 @@ def make_bundle(run_dir: str | Path, out: str | Path, *, pairs: int = 500, val_i
             "data_split_seed": cfg.get("seed", 0),
             "search_val_images": len(val.y),
             "test_images": len(test.y),
+            "calib_images": len(calib),
             "commit": _commit(Path(__file__).resolve().parents[1]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": versions(),

@@ -122,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
 
         out = make_bundle(res.out_dir, args.bundle, pairs=args.bundle_pairs, seed=cfg.seed, overwrite=args.overwrite,
                           val_images=args.bundle_images, test_images=args.bundle_images, kinds=kinds,
+                          calib_images=cfg.calib_images,
                           progress=not args.no_progress)
         print(json.dumps({"bundle": str(out)}))
     return 0

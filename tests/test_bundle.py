@@ -32,6 +32,7 @@ def test_train_bundle_writes_a_complete_bundle_that_loads(tiny_bundle):
     assert set(man["files"]) == names - {"supernet.json"}  # every other file is hashed
     assert man["config"]["schedule"] == "tiny" and man["data_split_seed"] == 0 and man["policy"] == man["config"]["policy"]
     assert man["search_val_images"] == man["test_images"] == 300
+    assert man["calib_images"] == man["config"]["calib_images"] == 200  # the tiny schedule's BN calibration
     assert list(man["fixed_subnets"]) == ["min", "macs25", "macs50", "macs75", "max"]
     macs = [man["fixed_subnets"][k]["macs"] for k in man["fixed_subnets"]]
     assert macs == sorted(macs) and macs[0] < macs[-1]
