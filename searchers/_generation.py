@@ -66,7 +66,9 @@ def generation_size(sampler: str, population_size: int | None) -> int:
 
         return population_size or DEFAULT_POPULATION
     if sampler in ("nsga2", "nsga3"):
-        return population_size or 50
+        from hwnas.searchers._optuna import NSGA_POPULATION
+
+        return population_size or NSGA_POPULATION
     if sampler == "random":
         return _RANDOM_BATCH
     return 1

@@ -6,9 +6,10 @@ attribute `arch` and every returned metric under `metrics`, sets one Optuna cons
 (`trial.set_constraint`, feasible when <= 0) and reports the objectives' values. The study's user
 attributes hold the space, objectives and budgets, so a front can be read back from storage alone.
 
-Over ~400 lines (~640): samplers, the study model, the in-process / multi-process loops and the
-`search()` front door grew together with de-duplication, `auto` and the generation path; the
-next split is `search()` and its input checks into their own module (not done yet).
+Over ~400 lines (~670): samplers, the study model, the in-process / multi-process loops and the
+`search()` front door grew together with de-duplication, `auto`, the generation path and the
+spread startup trials; the next split is `search()`, its input checks and its startup trials into
+their own module (not done yet).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ log = logging.getLogger("hwnas.searchers")
 SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3", "evo", "auto")
 # Consecutive failed trials after which a search stops (a broken objective, not bad luck).
 MAX_CONSECUTIVE_FAILURES = 25
+NSGA_POPULATION = 50  # NSGA-II/III's population when none is given (evo's: _evo.DEFAULT_POPULATION)
 # Seconds between checks, while waiting for other workers' last trials, that their workers live.
 STALE_CHECK_S = 2.0
 
@@ -72,9 +74,9 @@ def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, popu
 
         return EvoSampler(space, seed=seed, population_size=population_size or DEFAULT_POPULATION)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size or 50)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size or NSGA_POPULATION)
     if name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population_size or 50)
+        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population_size or NSGA_POPULATION)
     if name == "tpe":
         # multivariate + constant_liar: joint choices matter, and workers should not collide.
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=20)
@@ -99,7 +101,7 @@ def in_process_nsga2(space: Space, *, seed: int | None = 0, population_size: int
     GA hooks (`_optuna_internals`); an Optuna whose hooks it does not recognise gets its own
     `NSGAIISampler`, which samples the same, only slower.
     """
-    return in_process_nsga2_sampler(_distributions(space), seed=seed, population_size=population_size or 50)
+    return in_process_nsga2_sampler(_distributions(space), seed=seed, population_size=population_size or NSGA_POPULATION)
 
 
 @dataclass(frozen=True)
@@ -508,6 +510,12 @@ def search(
     if not isinstance(ckpt_s, (int, float)) or not ckpt_s > 0:
         raise ConfigError(f"checkpoint_seconds={ckpt_s!r} must be a number > 0")
     fresh_in_memory = name not in existing and (kind == "memory" or generation)
+    # What a fresh study is started from. Spread startup trials in one process only: worker processes
+    # popping enqueued trials from one SQLite study can take the same one (a UNIQUE error on its
+    # params), so those runners start from the samplers' own random draws, as before.
+    one = runner == "optuna" and workers == 1
+    startup = [] if name in existing else startup_archs(space, sampler if one else "", seed, population_size,
+                                                        warm_start, n_trials)
     if sampler == "nsga2" and fresh_in_memory and runner == "optuna" and workers == 1:
         # its per-generation counts see only trials told in this process: a fresh in-memory study
         samp = in_process_nsga2(space, seed=seed, population_size=population_size)
@@ -544,16 +552,9 @@ def search(
         study.set_user_attr("hwnas.sampler", sampler)
         study.set_user_attr("hwnas.n_trials", n_trials)
         if not generation:
-            # Spread startup trials in one process only: worker processes popping enqueued trials from
-            # one SQLite study can take the same one (a UNIQUE error on its params), so those runners
-            # start from the samplers' own random draws, as before.
-            one = runner == "optuna" and workers == 1
-            _enqueue(study, space, startup_archs(space, sampler if one else "", seed, population_size, warm_start,
-                                                 n_trials), len(warm_start))
+            _enqueue(study, space, startup)
     if generation:
-        _run_generation_path(study, st, space, fn, objs, buds, n_trials, sampler=samp, name=name,
-                             new=name not in existing, warm_start=warm_start,
-                             startup=startup_archs(space, sampler, seed, population_size, warm_start, n_trials),
+        _run_generation_path(study, st, space, fn, objs, buds, n_trials, sampler=samp, name=name, startup=startup,
                              batch=generation_size(sampler, population_size), checkpoint_trials=ckpt_n,
                              checkpoint_seconds=ckpt_s, progress=progress)
         return study
@@ -575,14 +576,15 @@ def search(
 # generation `evo` makes itself; `random` stays the plain baseline). benchmarks/search_quality.py,
 # fmnist-mbv3 with the main job's predictors, 3 seeds: TPE 0.924 / 0.975 of the best-known front's
 # hypervolume at 300 / 1,000 trials from random startup trials, 0.940 / 0.983 from spread ones.
-SPREAD_STARTUP = {"tpe": 20, "gp": 20, "nsga2": 50, "nsga3": 50}
+SPREAD_STARTUP = {"tpe": 20, "gp": 20, "nsga2": NSGA_POPULATION, "nsga3": NSGA_POPULATION}
 
 
 def startup_archs(space: Space, sampler: str, seed: int | None, population_size: int | None,
-                  warm_start: Sequence[Arch | str] = (), n_trials: int | None = None) -> list[Arch]:
-    """The archs a fresh study of `sampler` is started from: `warm_start`, then archs spread over
-    the space's size (`searchers/_evo.spread_archs`) in place of the sampler's random first draws
-    (no more than `n_trials` in all)."""
+                  warm_start: Sequence[Arch | str] = (), n_trials: int | None = None) -> list[tuple[Arch, dict]]:
+    """The `(arch, user attributes)` a fresh study of `sampler` is started from: `warm_start`
+    (`{"warm_start": True}`), then archs spread over the space's size (`searchers/_evo.spread_archs`,
+    `{"startup": "spread"}`) in place of the sampler's random first draws (no more than `n_trials`
+    spread ones with the warm start)."""
     import random
 
     from hwnas.searchers._evo import spread_archs
@@ -590,43 +592,42 @@ def startup_archs(space: Space, sampler: str, seed: int | None, population_size:
     out = [space.min_arch() if a == "min" else space.max_arch() if a == "max" else space.parse(a) for a in warm_start]
     n = SPREAD_STARTUP.get(sampler, 0)
     if sampler in ("nsga2", "nsga3"):
-        n = population_size or n
+        n = population_size or NSGA_POPULATION
     if n_trials is not None:
         n = min(n, max(0, n_trials - len(out)))
-    if n:
-        held = {str(a) for a in out}
-        for a in spread_archs(space, n, random.Random(f"hwnas-startup:{seed}")):
-            if str(a) not in held:
-                held.add(str(a))
-                out.append(a)
-    return out
+    held = {str(a) for a in out}
+    spread = []
+    for a in spread_archs(space, n, random.Random(f"hwnas-startup:{seed}")):
+        if str(a) not in held:
+            held.add(str(a))
+            spread.append(a)
+    return [(a, {"warm_start": True}) for a in out] + [(a, {"startup": "spread"}) for a in spread]
 
 
-def _enqueue(study: Any, space: Space, archs: Sequence[Arch], n_warm: int) -> None:
-    for i, a in enumerate(archs):
-        study.enqueue_trial(space.to_choices(a), user_attrs={"warm_start": True} if i < n_warm else {"startup": "spread"})
+def _enqueue(study: Any, space: Space, startup: Sequence[tuple[Arch, dict]]) -> None:
+    for a, attrs in startup:
+        study.enqueue_trial(space.to_choices(a), user_attrs=attrs)
 
 
 def _run_generation_path(study: Any, st: Any, space: Space, fn: ObjectiveFn, objs: Sequence[Objective],
-                         buds: Sequence[Budget], n_trials: int, *, sampler: Any, name: str, new: bool,
-                         warm_start: Sequence[Arch | str], startup: Sequence[Arch], batch: int, checkpoint_trials: int,
+                         buds: Sequence[Budget], n_trials: int, *, sampler: Any, name: str,
+                         startup: Sequence[tuple[Arch, dict]], batch: int, checkpoint_trials: int,
                          checkpoint_seconds: float, progress: bool) -> None:
     """The generation path (`_generation.py`): `study` itself when it is in memory, else a copy in
-    memory written back to `study` in bulk."""
+    memory written back to `study` in bulk. `startup`: what a fresh study is started from (empty
+    when resuming; `startup_archs`)."""
     import optuna
     from hwnas.searchers._generation import StudySink, run_generations
 
     if isinstance(st, optuna.storages.InMemoryStorage):
         mem, sink = study, None
-        if new:
-            _enqueue(mem, space, startup, len(warm_start))
+        _enqueue(mem, space, startup)
     else:
         mem = optuna.create_study(study_name=name, sampler=sampler, directions=[o.direction for o in objs])
         # Resume: every finished trial back in memory (the sampler learns from them, and no arch repeats).
         prior = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         mem.add_trials(prior)
-        if new:
-            _enqueue(mem, space, startup, len(warm_start))
+        _enqueue(mem, space, startup)
         sink = StudySink(study, first=len(prior))
     message = run_generations(mem, space, fn, objs, buds, n_trials, batch=batch, sink=sink,
                               checkpoint_trials=checkpoint_trials, checkpoint_seconds=checkpoint_seconds,
