@@ -174,11 +174,10 @@ def _anchor_archs(run_dir: Path, devices: Sequence[str], n: int, statistic: str)
         df = pd.read_csv(path)
         col = f"{statistic}_ms" if f"{statistic}_ms" in df.columns else "min_ms"
         tables[name] = dict(zip(df["arch"].astype(str), df[col].astype(float)))
-    common = [a for a in next(iter(tables.values())) if all(a in t for t in tables.values())]
+    first = next(iter(tables.values()))
+    common = sorted((a for a in first if all(a in t for t in tables.values())), key=first.__getitem__)
     if not common:
         return {}
-    first = next(iter(tables.values()))
-    common.sort(key=lambda a: first[a])
     pick = [common[i] for i in sorted(set(np.linspace(0, len(common) - 1, min(n, len(common))).round().astype(int)))]
     return {name: {a: t[a] for a in pick} for name, t in tables.items()}
 
