@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +40,34 @@ def fbnet_encode(ops: np.ndarray) -> np.ndarray:
     return X
 
 
+# HELP's measured tables (../shared/datasets/help-latency/; HWNAS_SHARED names another shared folder)
+HELP_DATA = Path(os.environ.get("HWNAS_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) \
+    / "datasets" / "help-latency"
+
+
+def ofa_table_archs(space, df) -> list:
+    """The `ofa-mbv3` arch of every row of HELP's OFA table (resolution, ks0..19, e0..19, d0..4)."""
+    from hwnas.search_space import ofa_arch
+
+    return [ofa_arch(space, r.resolution, [getattr(r, f"ks{i}") for i in range(20)],
+                     [getattr(r, f"e{i}") for i in range(20)], [getattr(r, f"d{i}") for i in range(5)])
+            for r in df.itertuples()]
+
+
+def with_resolution(X: np.ndarray, archs) -> np.ndarray:
+    """The encoding `X` of `archs` and `X` x (resolution / 224)^2: a latency model's features."""
+    rs = (np.array([a.resolution for a in archs], float) / 224.0) ** 2
+    return np.concatenate([X, X * rs[:, None]], axis=1)
+
+
 def ofa_encode(df) -> tuple[np.ndarray, np.ndarray]:
     """hwnas encoding of the OFA rows (via `ofa_arch` on preset ofa-mbv3), and the encoding x resolution."""
-    from hwnas.search_space import Space, ofa_arch
+    from hwnas.search_space import Space
 
     space = Space.preset("ofa-mbv3")
-    archs = [ofa_arch(space, r.resolution, [getattr(r, f"ks{i}") for i in range(20)],
-                      [getattr(r, f"e{i}") for i in range(20)], [getattr(r, f"d{i}") for i in range(5)])
-             for r in df.itertuples()]
+    archs = ofa_table_archs(space, df)
     X = space.encode_many(archs).astype(np.float64)
-    rs = (df["resolution"].to_numpy(float) / 224.0) ** 2
-    return X, np.concatenate([X, X * rs[:, None]], axis=1)
+    return X, with_resolution(X, archs)
 
 
 def evaluate(name: str, X: np.ndarray, Xsrc: np.ndarray, Y: dict[str, np.ndarray], targets: list[str],
@@ -91,7 +109,7 @@ def evaluate(name: str, X: np.ndarray, Xsrc: np.ndarray, Y: dict[str, np.ndarray
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="/work/shared/datasets/help-latency")
+    ap.add_argument("--data", default=str(HELP_DATA), help="folder of HELP's tables (default %(default)s)")
     ap.add_argument("--ks", default="10,20,50,100")
     ap.add_argument("--seeds", type=int, default=10, help="random draws per k (>= 5; default 10)")
     ap.add_argument("--out", default="results/benchmarks")

@@ -38,7 +38,8 @@ import numpy as np
 QUICK = {"seeds": 2, "trials": "50,100,200", "sweep": 3000, "tpe_max": 200}
 GOALS = {"300": 0.97, "1000": 0.99}  # best sampler's mean share of the reference hypervolume
 DISTINCT_GOAL = 0.99  # distinct archs / trials of every run
-HELP_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "help-latency"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's HELP-table helpers
+from fewshot_latency import HELP_DATA, ofa_table_archs, with_resolution  # noqa: E402
 
 
 class HelpLatencyObjective:
@@ -53,7 +54,6 @@ class HelpLatencyObjective:
         import pandas as pd
         from hwnas.estimators.fewshot import AdditiveLatencyModel
         from hwnas.estimators.latency import spearman, within
-        from hwnas.search_space import ofa_arch
         from hwnas.searchers import make_objective
 
         if space.name != "ofa-mbv3":
@@ -68,9 +68,7 @@ class HelpLatencyObjective:
             raise SystemExit(f"--help-fit-rows {fit_rows}: choose 100..{len(df) - 1} (the table has {len(df)} rows)")
         self.space, self.column = space, column
         self.metric = "latency_ms@" + column[: -len("_ms")]
-        archs = [ofa_arch(space, r.resolution, [getattr(r, f"ks{i}") for i in range(20)],
-                          [getattr(r, f"e{i}") for i in range(20)], [getattr(r, f"d{i}") for i in range(5)])
-                 for r in df.itertuples()]
+        archs = ofa_table_archs(space, df)
         X, y = self.features(archs), df[column].to_numpy(float)
         perm = np.random.default_rng(0).permutation(len(df))
         fit, hold = perm[:fit_rows], perm[fit_rows:]
@@ -82,9 +80,7 @@ class HelpLatencyObjective:
         self.cost = make_objective(space, "macs")
 
     def features(self, archs) -> np.ndarray:
-        X = self.space.encode_many(archs).astype(np.float64)
-        rs = (np.array([a.resolution for a in archs], float) / 224.0) ** 2
-        return np.concatenate([X, X * rs[:, None]], axis=1)
+        return with_resolution(self.space.encode_many(archs).astype(np.float64), archs)
 
     def predict_many(self, archs) -> list[dict[str, float]]:
         archs = list(archs)
