@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"export": str(e), "arch": res.arch, "steps": steps,
                              "accuracy_before": res.accuracy_before, "accuracy_after": res.accuracy_after,
                              "gain_points": gain, "train_seconds": res.seconds, "wall_seconds": wall,
-                             "gain_points_per_minute": gain / (res.seconds / 60) if res.seconds > 0 else None})
+                             "gain_points_per_minute": res.gain_per_minute})
                 print(f"{Path(e).name} {steps} steps: {100 * res.accuracy_before:.2f} -> {100 * res.accuracy_after:.2f}% "
                       f"({gain:+.2f}) in {res.seconds:.0f} s", flush=True)
                 _write(args, budgets, rows)  # after every row: a long run stopped early keeps what it measured

@@ -95,30 +95,38 @@ def _append(rec: dict[str, Any]) -> None:
     atomic_write_json(OUT_JSON, doc)
 
 
-def run_variant(name: str, steps: int, seed: int, threads: int = 2) -> dict[str, Any]:
+def _score_supernet(net: Any, dataset: str, data_dir: Any, seed: int, search_val: int,
+                    calib_images: int) -> tuple[dict[str, dict[str, Any]], float, str]:
+    """The ablation's 25 subnets scored through `net` with BN recalibrated on `calib_images` of the
+    split `seed` makes: the 5 fixed ones on test and search-val, the 20 random ones on search-val.
+    Returns (a record's `subnets`, the seconds it took, the fixed subnets' test accuracies as text)."""
     from hwnas.data import make_loaders
     from hwnas.estimators import arch_macs
+
+    space = net.space
+    loaders = make_loaders(dataset, data_dir, space=space, seed=seed, search_val=search_val)
+    calib = loaders.calib_images(calib_images)
+    t0 = time.perf_counter()
+    fixed, rand = fixed_subnets(space), random_subnets(space)
+    scores = {**_score(net, fixed, loaders, calib, test=True), **_score(net, rand, loaders, calib, test=False)}
+    subnets = {k: {"arch": str(a), "macs": arch_macs(space, a), **scores[k]} for k, a in {**fixed, **rand}.items()}
+    return subnets, time.perf_counter() - t0, " ".join(f"{k} {100 * scores[k]['test']:.2f}" for k in fixed)
+
+
+def run_variant(name: str, steps: int, seed: int, threads: int = 2) -> dict[str, Any]:
     from hwnas.supernet import load_supernet
     from hwnas.supernet.train import train
 
     cfg = _config(VARIANTS[name], steps, seed, threads)
     out = RUNS / f"{name}-s{seed}-{steps}"
     res = train(cfg, out, resume=(out / "checkpoint.pt").is_file(), progress=True)
-    net = load_supernet(out)
-    space = net.space
-    loaders = make_loaders(cfg.dataset, cfg.data_dir, space=space, seed=cfg.seed, search_val=cfg.search_val)
-    calib = loaders.calib_images(cfg.calib_images)
-    t0 = time.perf_counter()
-    fixed, rand = fixed_subnets(space), random_subnets(space)
-    scores = {**_score(net, fixed, loaders, calib, test=True), **_score(net, rand, loaders, calib, test=False)}
-    archs = {**fixed, **rand}
+    subnets, eval_s, fx = _score_supernet(load_supernet(out), cfg.dataset, cfg.data_dir, cfg.seed, cfg.search_val,
+                                          cfg.calib_images)
     rec = {"kind": "variant", "variant": name, "overrides": VARIANTS[name], "seed": seed, "steps": res.global_step,
-           "train_seconds": res.train_seconds, "eval_seconds": time.perf_counter() - t0,
-           "subnets": {k: {"arch": str(a), "macs": arch_macs(space, a), **scores[k]} for k, a in archs.items()},
+           "train_seconds": res.train_seconds, "eval_seconds": eval_s, "subnets": subnets,
            "config": cfg.to_dict(), "machine": platform.processor() or platform.machine(),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _append(rec)
-    fx = " ".join(f"{k} {100 * scores[k]['test']:.2f}" for k in fixed)
     print(f"{name} seed {seed}: {res.global_step} steps in {res.train_seconds:.0f} s; test: {fx}", flush=True)
     return rec
 
@@ -127,30 +135,20 @@ def score_bundle(name: str) -> dict[str, Any]:
     """The shipped supernet of `name` (a bundle, hashes verified) scored like a variant: the 5 fixed
     subnets on test and search-val, the 20 random ones on search-val (BN recalibrated), recorded
     with its training steps so `--table` joins it with the scratch runs of as many steps."""
-    from hwnas.data import make_loaders
-    from hwnas.estimators import arch_macs, load_bundle
+    from hwnas.estimators import load_bundle
     from hwnas.supernet import load_supernet
 
     b = load_bundle(name)
-    net = load_supernet(name)
-    space = net.space
     raw, rep = b.manifest["config"], b.manifest["train_report"]
     steps = int(rep["steps"])
-    loaders = make_loaders(raw["dataset"], raw.get("data_dir"), space=space, seed=int(raw["seed"]),
-                           search_val=int(raw["search_val"]))
-    calib = loaders.calib_images(int(raw["calib_images"]))
-    t0 = time.perf_counter()
-    fixed, rand = fixed_subnets(space), random_subnets(space)
-    scores = {**_score(net, fixed, loaders, calib, test=True), **_score(net, rand, loaders, calib, test=False)}
-    archs = {**fixed, **rand}
+    subnets, eval_s, fx = _score_supernet(load_supernet(name), raw["dataset"], raw.get("data_dir"), int(raw["seed"]),
+                                          int(raw["search_val"]), int(raw["calib_images"]))
     rec = {"kind": "variant", "variant": f"shipped:{name}", "overrides": {}, "seed": int(raw["seed"]), "steps": steps,
-           "train_seconds": float(rep["train_seconds"]),
-           "eval_seconds": time.perf_counter() - t0,
-           "subnets": {k: {"arch": str(a), "macs": arch_macs(space, a), **scores[k]} for k, a in archs.items()},
+           "train_seconds": float(rep["train_seconds"]), "eval_seconds": eval_s, "subnets": subnets,
            "config": raw, "bundle_sha256": b.manifest.get("files"), "machine": platform.processor() or platform.machine(),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _append(rec)
-    print(f"shipped {name}: {steps} steps; test: " + " ".join(f"{k} {100 * scores[k]['test']:.2f}" for k in fixed), flush=True)
+    print(f"shipped {name}: {steps} steps; test: {fx}", flush=True)
     return rec
 
 
