@@ -135,6 +135,11 @@ def survivors(members: Sequence[Member], k: int) -> list[Member]:
     return [members[i] for i in order[:k]]
 
 
+def warm_archs(space: Space, items: Sequence[Arch | str]) -> list[Arch]:
+    """Warm-start archs: each an `Arch`, an arch string, `"min"` or `"max"` (the space's extremes)."""
+    return [space.min_arch() if a == "min" else space.max_arch() if a == "max" else space.parse(a) for a in items]
+
+
 def spread_levels(n: int) -> list[float]:
     """`n` levels in [0, 1]: 0, 1, then the van der Corput sequence (1/2, 1/4, 3/4, 1/8, ...), so
     every prefix of the list spreads over the whole range."""
@@ -350,17 +355,14 @@ class EvoSampler(optuna.samplers.BaseSampler):
         # A string seed is hashed with SHA-512 by `random`: the same stream on every platform and run.
         gen = _Generation(self._parents[g], random.Random(f"hwnas-evo:{self._seed}:{g}"))
         if g == 0 and self.init == "spread":
-            for a in spread_archs(self._space, P, gen.rng):
-                gen.proposals.append(a)
-                gen.keys.append(str(a))
+            gen.proposals = spread_archs(self._space, P, gen.rng)
+            gen.keys = [str(a) for a in gen.proposals]
         self._gens[g] = gen
         return gen
 
     def _warm_archs(self) -> list[Arch]:
         if self._warm is None:
-            sp = self._space
-            self._warm = [sp.min_arch() if a == "min" else sp.max_arch() if a == "max" else sp.parse(a)
-                          for a in self._warm_raw]
+            self._warm = warm_archs(self._space, self._warm_raw)
         return self._warm
 
     def _enumeration(self) -> Iterator[tuple[str, Arch]]:

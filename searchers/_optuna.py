@@ -587,9 +587,9 @@ def startup_archs(space: Space, sampler: str, seed: int | None, population_size:
     spread ones with the warm start)."""
     import random
 
-    from hwnas.searchers._evo import spread_archs
+    from hwnas.searchers._evo import spread_archs, warm_archs
 
-    out = [space.min_arch() if a == "min" else space.max_arch() if a == "max" else space.parse(a) for a in warm_start]
+    out = warm_archs(space, warm_start)
     n = SPREAD_STARTUP.get(sampler, 0)
     if sampler in ("nsga2", "nsga3"):
         n = population_size or NSGA_POPULATION
