@@ -36,6 +36,7 @@ import numpy as np
 
 # --quick: small enough to check the script end to end, too small to quote.
 QUICK = {"seeds": 2, "trials": "50,100,200", "sweep": 3000, "tpe_max": 200}
+MODEL_BASED = ("tpe", "gp", "evo-gp")  # run to --model-max trials only
 GOALS = {"300": 0.97, "1000": 0.99}  # best sampler's mean share of the reference hypervolume
 DISTINCT_GOAL = 0.99  # distinct archs / trials of every run
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's HELP-table helpers
@@ -97,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--provider", default="flops", help="objective provider(s) (default flops)")
     ap.add_argument("--objectives", default="flops,params:max")
     ap.add_argument("--budget", action="append", default=[])
-    ap.add_argument("--samplers", default="evo,nsga2,tpe,random")
+    ap.add_argument("--samplers", default="evo,evo-gp,nsga2,tpe,random")
     ap.add_argument("--trials", default="100,300,1000,3000", help="checkpoints (hypervolume of the first N trials)")
-    ap.add_argument("--tpe-max", type=int, default=1000, help="TPE's cost grows with the trial count: cap it (default 1000)")
+    ap.add_argument("--model-max", "--tpe-max", dest="tpe_max", type=int, default=1000,
+                    help=f"the model-based samplers ({', '.join(MODEL_BASED)}) cost more per trial as the study "
+                         "grows: their largest checkpoint (default 1000)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--sweep", type=int, default=100_000, help="random archs in the reference sweep")
     ap.add_argument("--out", default=None, help="output path without suffix (default results/benchmarks/search_quality"
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     distinct: dict[str, list[float]] = {}
     n_max_of: dict[str, int] = {}
     for sampler in args.samplers.split(","):
-        n_max = max(checkpoints) if sampler != "tpe" else min(max(checkpoints), args.tpe_max)
+        n_max = max(checkpoints) if sampler not in MODEL_BASED else min(max(checkpoints), args.tpe_max)
         n_max_of[sampler] = n_max
         runs[sampler], timings[sampler], distinct[sampler] = [], [], []
         for seed in range(args.seeds):

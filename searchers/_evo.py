@@ -69,6 +69,7 @@ MAX_DRAWS = 256
 # Spaces up to this size are enumerated when random draws only find held archs (nearly exhausted).
 ENUMERATE_LIMIT = 200_000
 MAX_POPULATION = 100_000
+MAX_SCREEN = 1000  # children bred per proposal with a surrogate
 # Chosen by `benchmarks/search_quality.py` (5 seeds, the spread first generation): population 20 beat 50
 # at 300 and 1,000 trials on both spaces (ofa-mbv3: 0.959 / 0.995 vs 0.938 / 0.991; fmnist-mbv3 with
 # its predictors: 0.894 / 0.964 vs 0.880 / 0.957), and 10 / 30 / 100 were no better than 20.
@@ -191,12 +192,16 @@ class EvoSampler(optuna.samplers.BaseSampler):
     which `hwnas.searchers.search` sets). `warm_start`: archs (or `"min"` / `"max"`) proposed
     before anything else, each once. `mutation_prob`: per-choice mutation probability (default
     1 / the number of choices, at least 0.02). `init`: the first generation, `"spread"` over the
-    space's size (default) or `"random"`. `seed`: the same seed gives the same archs.
+    space's size (default) or `"random"`. `surrogate="gp"`: each generation after the first breeds
+    `screen` (default 10) children per proposal and proposes those Gaussian processes fitted on the
+    study rank best (searchers/_surrogate.py; the `evo-gp` sampler). `seed`: the same seed gives the
+    same archs.
     """
 
     def __init__(self, space: Space | str | None = None, *, population_size: int = DEFAULT_POPULATION, seed: int | None = None,
                  mutation_prob: float | None = None, crossover_prob: float = 0.9,
-                 warm_start: Sequence[Arch | str] = (), init: str = "spread") -> None:
+                 warm_start: Sequence[Arch | str] = (), init: str = "spread", surrogate: str | None = None,
+                 screen: int | None = None) -> None:
         if isinstance(population_size, bool) or not isinstance(population_size, int) or \
                 not 2 <= population_size <= MAX_POPULATION:
             raise ConfigError(f"population_size={population_size!r} must be an int in [2, {MAX_POPULATION}]")
@@ -208,6 +213,14 @@ class EvoSampler(optuna.samplers.BaseSampler):
             raise ConfigError(f"seed={seed!r} must be an int or None")
         if init not in INITS:
             raise ConfigError(f"init={init!r} not allowed; allowed: {list(INITS)}")
+        from hwnas.searchers._surrogate import SCREEN, SURROGATES
+
+        if surrogate is not None and surrogate not in SURROGATES:
+            raise ConfigError(f"surrogate={surrogate!r} not allowed; allowed: None, {', '.join(map(repr, SURROGATES))}")
+        screen = SCREEN if screen is None else screen
+        if isinstance(screen, bool) or not isinstance(screen, int) or not 1 <= screen <= MAX_SCREEN:
+            raise ConfigError(f"screen={screen!r} must be an int in [1, {MAX_SCREEN}]")
+        self.surrogate, self.screen = surrogate, screen
         self.population_size = population_size
         self.init = init
         self.crossover_prob = crossover_prob
@@ -357,8 +370,27 @@ class EvoSampler(optuna.samplers.BaseSampler):
         if g == 0 and self.init == "spread":
             gen.proposals = spread_archs(self._space, P, gen.rng)
             gen.keys = [str(a) for a in gen.proposals]
+        elif g > 0 and self.surrogate is not None and gen.parents:
+            self._screen(gen, [self._complete[n] for n in order[:g * P]])
         self._gens[g] = gen
         return gen
+
+    def _screen(self, gen: _Generation, completed: list[Member]) -> None:
+        """Propose the generation's P best-predicted of `screen` x P distinct children not held."""
+        from hwnas.searchers._surrogate import FIT_MEMBERS, screen_children
+
+        P = self.population_size
+        children, keys = [], set()
+        for _ in range(MAX_DRAWS * P):
+            if len(children) >= self.screen * P:
+                break
+            c = self._breed(gen)
+            k = str(c)
+            if k not in self._held and k not in keys:
+                keys.add(k)
+                children.append(c)
+        gen.proposals = screen_children(self._space, completed[-FIT_MEMBERS:], gen.parents, children, P)
+        gen.keys = [str(a) for a in gen.proposals]
 
     def _warm_archs(self) -> list[Arch]:
         if self._warm is None:

@@ -61,7 +61,7 @@ def batched(fn: Any) -> bool:
 
 def generation_size(sampler: str, population_size: int | None) -> int:
     """Trials asked together: a GA's population, a batch for random sampling, 1 for model-based samplers."""
-    if sampler == "evo":
+    if sampler in ("evo", "evo-gp"):
         from hwnas.searchers._evo import DEFAULT_POPULATION
 
         return population_size or DEFAULT_POPULATION

@@ -53,7 +53,7 @@ __all__ = ["SAMPLERS", "make_sampler", "search", "evaluate_trial", "load_study",
 log = logging.getLogger("hwnas.searchers")
 
 # `auto` resolves to one of the others by trial budget and objective count (searchers/_auto.py).
-SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3", "evo", "auto")
+SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3", "evo", "evo-gp", "auto")
 # Consecutive failed trials after which a search stops (a broken objective, not bad luck).
 MAX_CONSECUTIVE_FAILURES = 25
 NSGA_POPULATION = 50  # NSGA-II/III's population when none is given (evo's: _evo.DEFAULT_POPULATION)
@@ -64,15 +64,17 @@ STALE_CHECK_S = 2.0
 def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, population_size: int | None = None,
                  space: Space | None = None, n_trials: int | None = None) -> Any:
     """An Optuna sampler by name: nsga2 (default), tpe, random, gp, nsga3, evo (searchers/_evo.py;
-    `space`: None reads it from the study), or auto (picked by `n_trials` and `n_objectives`)."""
+    `space`: None reads it from the study), evo-gp (evo screening its children with Gaussian-process
+    surrogates, searchers/_surrogate.py), or auto (picked by `n_trials` and `n_objectives`)."""
     import optuna
     from hwnas.searchers._auto import resolve_sampler
 
     name = resolve_sampler(name, n_trials=n_trials, n_objectives=n_objectives)
-    if name == "evo":
+    if name in ("evo", "evo-gp"):
         from hwnas.searchers._evo import DEFAULT_POPULATION, EvoSampler
 
-        return EvoSampler(space, seed=seed, population_size=population_size or DEFAULT_POPULATION)
+        return EvoSampler(space, seed=seed, population_size=population_size or DEFAULT_POPULATION,
+                          surrogate="gp" if name == "evo-gp" else None)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size or NSGA_POPULATION)
     if name == "nsga3":

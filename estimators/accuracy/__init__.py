@@ -23,7 +23,7 @@ from hwnas.estimators.accuracy._base import (
     rank_metrics,
 )
 from hwnas.estimators.accuracy._gbm import GBMPredictor
-from hwnas.estimators.accuracy._gp import GPPredictor
+from hwnas.estimators.accuracy._gp import GaussianProcess, GPPredictor
 from hwnas.estimators.accuracy._mlp import AccuracyPredictor, EnsemblePredictor, RankMLPPredictor
 from hwnas.estimators.accuracy._select import (
     best_kind,
@@ -43,6 +43,7 @@ __all__ = [
     "EnsemblePredictor",
     "GBMPredictor",
     "GPPredictor",
+    "GaussianProcess",
     "RankMLPPredictor",
     "best_kind",
     "compare_kinds",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from hwnas.estimators.accuracy._base import BasePredictor, register
 
-__all__ = ["GPPredictor"]
+__all__ = ["GPPredictor", "GaussianProcess"]
 
 _PRIOR_SD = 1.5  # sd of the prior on each log length scale, around the median-distance heuristic
 
@@ -55,34 +55,28 @@ def _nll(theta: np.ndarray, X: np.ndarray, y: np.ndarray, ell0: float) -> tuple[
     return float(nll), g
 
 
-@register
-class GPPredictor(BasePredictor):
-    """Gaussian process on the features: `sf2 * RBF_ARD + sl2 * linear + noise`, targets standardised."""
+class GaussianProcess:
+    """The regression model alone, on a feature matrix: `GaussianProcess(max_iter).fit(X, y).predict(Z)`.
 
-    kind = "gp"
+    `sf2 * RBF_ARD + sl2 * linear + noise` on standardised targets, hyperparameters by maximum
+    marginal likelihood (L-BFGS-B from the median-distance heuristic, so a fit is deterministic).
+    `GPPredictor` wraps it for archs; the `evo` sampler's surrogate screening (searchers/_surrogate.py)
+    fits one per objective on a study's trials.
+    """
 
-    def __init__(self, space: Any, *, features: str = "encoding", max_iter: int = 200,
-                 report: dict[str, Any] | None = None):
+    def __init__(self, max_iter: int = 200):
         if not 1 <= max_iter <= 10_000:
             raise ValueError(f"max_iter={max_iter} must be in 1..10000")
-        super().__init__(space, features=features, report=report)
         self.max_iter = max_iter
         self.X: np.ndarray | None = None
         self.alpha = self.theta = None
         self.y_mean, self.y_std = 0.0, 1.0
 
-    @classmethod
-    def fit(cls, space: Any, archs: list, accuracies: Any, *, holdout: float = 0.2, seed: int = 0,
-            **kw: Any) -> GPPredictor:
-        return cls(space, **kw).fit_pairs(archs, accuracies, holdout=holdout, seed=seed)
-
-    def _clone(self) -> GPPredictor:
-        return type(self)(self.space, features=self.features, max_iter=self.max_iter)
-
-    def _fit_xy(self, X: np.ndarray, y: np.ndarray, seed: int) -> GPPredictor:
+    def fit(self, X: np.ndarray, y: np.ndarray) -> GaussianProcess:
         from scipy.optimize import minimize
 
         X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
         self.y_mean, self.y_std = float(y.mean()), float(y.std() or 1.0)
         yz = (y - self.y_mean) / self.y_std
         D = X.shape[1]
@@ -108,20 +102,50 @@ class GPPredictor(BasePredictor):
         t = self.theta
         return float(np.exp(t[0])), np.exp(t[1:1 + D]), float(np.exp(t[1 + D])), float(np.exp(t[2 + D]))
 
-    def _predict_x(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         if self.X is None:
             raise ValueError("predictor is not trained")
         sf2, ell, sl2, _ = self._hyper()
         R, Lin = _kernels(np.asarray(X, dtype=np.float64), self.X, ell)
         return (sf2 * R + sl2 * Lin) @ self.alpha * self.y_std + self.y_mean
 
+
+@register
+class GPPredictor(BasePredictor):
+    """Gaussian process on the features: `sf2 * RBF_ARD + sl2 * linear + noise`, targets standardised."""
+
+    kind = "gp"
+
+    def __init__(self, space: Any, *, features: str = "encoding", max_iter: int = 200,
+                 report: dict[str, Any] | None = None):
+        self.gp = GaussianProcess(max_iter)
+        super().__init__(space, features=features, report=report)
+        self.max_iter = max_iter
+
+    @classmethod
+    def fit(cls, space: Any, archs: list, accuracies: Any, *, holdout: float = 0.2, seed: int = 0,
+            **kw: Any) -> GPPredictor:
+        return cls(space, **kw).fit_pairs(archs, accuracies, holdout=holdout, seed=seed)
+
+    def _clone(self) -> GPPredictor:
+        return type(self)(self.space, features=self.features, max_iter=self.max_iter)
+
+    def _fit_xy(self, X: np.ndarray, y: np.ndarray, seed: int) -> GPPredictor:
+        self.gp.fit(X, y)
+        return self
+
+    def _predict_x(self, X: np.ndarray) -> np.ndarray:
+        return self.gp.predict(X)
+
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return ({"max_iter": self.max_iter, "y_mean": self.y_mean, "y_std": self.y_std},
-                {"X": self.X, "alpha": self.alpha, "theta": self.theta})
+        g = self.gp
+        return ({"max_iter": self.max_iter, "y_mean": g.y_mean, "y_std": g.y_std},
+                {"X": g.X, "alpha": g.alpha, "theta": g.theta})
 
     @classmethod
     def _from_state(cls, space: Any, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> GPPredictor:
         out = cls(space, features=meta["features"], max_iter=meta["max_iter"])
-        out.X, out.alpha, out.theta = arrays["X"], arrays["alpha"], arrays["theta"]
-        out.y_mean, out.y_std = float(meta["y_mean"]), float(meta["y_std"])
+        g = out.gp
+        g.X, g.alpha, g.theta = arrays["X"], arrays["alpha"], arrays["theta"]
+        g.y_mean, g.y_std = float(meta["y_mean"]), float(meta["y_std"])
         return out
