@@ -52,11 +52,12 @@ import numpy as np
 import optuna
 from hwnas.errors import ArchError, ConfigError
 from hwnas.search_space import Arch, Space
+from hwnas.searchers._surrogate import FIT_MEMBERS, SCREEN, SURROGATES, screen_children
 from hwnas.searchers.pareto import pareto_ranks
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["EvoSampler", "Member", "constrained_ranks", "crowding_distance", "spread_archs", "survivors"]
+__all__ = ["EVO_SAMPLERS", "EvoSampler", "Member", "constrained_ranks", "crowding_distance", "spread_archs", "survivors"]
 
 log = logging.getLogger("hwnas.searchers")
 
@@ -74,7 +75,9 @@ MAX_SCREEN = 1000  # children bred per proposal with a surrogate
 # at 300 and 1,000 trials on both spaces (ofa-mbv3: 0.959 / 0.995 vs 0.938 / 0.991; fmnist-mbv3 with
 # its predictors: 0.894 / 0.964 vs 0.880 / 0.957), and 10 / 30 / 100 were no better than 20.
 DEFAULT_POPULATION = 20
-INITS = ("spread", "random")  # the first generation: spread over the space's size, or random archs
+INITS = ("spread", "random")
+# The sampler names of this class and the surrogate each one screens with (searchers/_optuna.make_sampler).
+EVO_SAMPLERS: dict[str, str | None] = {"evo": None, "evo-gp": "gp"}  # the first generation: spread over the space's size, or random archs
 
 
 @dataclass(frozen=True)
@@ -213,8 +216,6 @@ class EvoSampler(optuna.samplers.BaseSampler):
             raise ConfigError(f"seed={seed!r} must be an int or None")
         if init not in INITS:
             raise ConfigError(f"init={init!r} not allowed; allowed: {list(INITS)}")
-        from hwnas.searchers._surrogate import SCREEN, SURROGATES
-
         if surrogate is not None and surrogate not in SURROGATES:
             raise ConfigError(f"surrogate={surrogate!r} not allowed; allowed: None, {', '.join(map(repr, SURROGATES))}")
         screen = SCREEN if screen is None else screen
@@ -377,8 +378,6 @@ class EvoSampler(optuna.samplers.BaseSampler):
 
     def _screen(self, gen: _Generation, completed: list[Member]) -> None:
         """Propose the generation's P best-predicted of `screen` x P distinct children not held."""
-        from hwnas.searchers._surrogate import FIT_MEMBERS, screen_children
-
         P = self.population_size
         children, keys = [], set()
         for _ in range(MAX_DRAWS * P):

@@ -61,9 +61,9 @@ def batched(fn: Any) -> bool:
 
 def generation_size(sampler: str, population_size: int | None) -> int:
     """Trials asked together: a GA's population, a batch for random sampling, 1 for model-based samplers."""
-    if sampler in ("evo", "evo-gp"):
-        from hwnas.searchers._evo import DEFAULT_POPULATION
+    from hwnas.searchers._evo import DEFAULT_POPULATION, EVO_SAMPLERS
 
+    if sampler in EVO_SAMPLERS:
         return population_size or DEFAULT_POPULATION
     if sampler in ("nsga2", "nsga3"):
         from hwnas.searchers._optuna import NSGA_POPULATION

@@ -120,7 +120,10 @@ class GPPredictor(BasePredictor):
                  report: dict[str, Any] | None = None):
         self.gp = GaussianProcess(max_iter)
         super().__init__(space, features=features, report=report)
-        self.max_iter = max_iter
+
+    @property
+    def max_iter(self) -> int:
+        return self.gp.max_iter
 
     @classmethod
     def fit(cls, space: Any, archs: list, accuracies: Any, *, holdout: float = 0.2, seed: int = 0,
