@@ -61,6 +61,12 @@ def random_subnets(space: Any, n: int = 20, seed: int = 777) -> dict[str, Any]:
     return {f"rand{i:02d}": a for i, a in enumerate(space.sample_many(n, seed, unique=True))}
 
 
+def scratch_config(arch: str, steps: int, seed: int, threads: int = 2, **overrides: Any) -> Any:
+    """The train config of one net trained alone for `steps` (the `SCRATCH` recipe on the
+    `default` schedule's data, augmentation and optimiser), `overrides` on top (e.g. `space`)."""
+    return _config({**SCRATCH, "single_arch": arch, **overrides}, steps, seed, threads)
+
+
 def _config(overrides: dict[str, Any], steps: int, seed: int, threads: int = 2) -> Any:
     from hwnas.supernet.train import load_config
 
@@ -166,7 +172,7 @@ def run_scratch(which: str, steps: int, seed: int, threads: int = 2) -> list[dic
         if (str(a), steps, seed) in done:
             print(f"scratch {name}: already measured", flush=True)
             continue
-        cfg = _config({**SCRATCH, "single_arch": str(a)}, steps, seed, threads)
+        cfg = scratch_config(str(a), steps, seed, threads)
         out = RUNS / f"scratch-{name}-s{seed}-{steps}"
         res = Trainer(cfg, out, resume=(out / "checkpoint.pt").is_file(), progress=False).fit()
         net = res.model
