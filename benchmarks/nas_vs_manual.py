@@ -10,7 +10,7 @@ the supernet's own subnets) for as many steps as the shipped supernet was traine
 `fmnist-mbv3`). Trained nets are recorded in `results/benchmarks/nas_vs_manual_nets.json` and not
 trained again; a stopped training resumes from its last epoch.
 
-The NAS side comes from a finished main-job run (default: the committed reference run): the
+The NAS side comes from a finished main-job run on this machine (default: `bash scripts/main.sh`'s): the
 subnets it exported, and on each device, for each manual net, the most accurate front member
 whose predicted latency is not above the manual net's measured one. Each is extracted from the
 shipped supernet, BN-recalibrated, scored on the test set, and (`--finetune-steps`, default 300)
@@ -19,6 +19,7 @@ interleaved passes on every device of the run (the held-out check's protocol, ba
 predictors' statistic), so a slow phase of a shared machine hits both alike.
 
     python benchmarks/nas_vs_manual.py --train-only     # train the manual nets (resumable, ~1 h on 2 cores)
+    bash scripts/main.sh                                # the run whose front is compared
     python benchmarks/nas_vs_manual.py                  # then compare (and train what is missing)
 """
 
@@ -132,8 +133,9 @@ def train_manual(name: str, space: Space, arch: str, *, steps: int, seed: int, t
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, default=REPO / "results/fashion-mnist-cpu",
-                    help="finished `hwnas run` directory whose front is compared (default: the committed reference run)")
+    ap.add_argument("--run", type=Path, default=REPO / "results/runs/fashion-mnist-cpu",
+                    help="finished `hwnas run` directory on this machine whose front is compared (default: the main "
+                         "job's, `bash scripts/main.sh`); its latency predictors must be this machine's")
     ap.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS), help="MobileNetV2 width multipliers")
     ap.add_argument("--no-small", action="store_true", help="leave out the MobileNetV3-Small-like net")
     ap.add_argument("--steps", type=int, default=None,
@@ -156,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--finetune-steps {args.finetune_steps}: choose 0..100000")
     if any(not 0.1 <= w <= 2.0 for w in args.widths):
         ap.error(f"--widths {args.widths}: each width multiplier must be in 0.1..2.0")
+    if not args.train_only and not (args.run / "candidates.csv").is_file():
+        ap.error(f"--run {args.run}: no finished main-job run there (candidates.csv missing); run `bash scripts/main.sh` "
+                 "first, or pass --train-only")
 
     from hwnas.estimators import load_bundle
 

@@ -73,7 +73,8 @@ def test_dominance_asks_for_a_nas_net_at_or_under_each_manual_latency_with_at_le
 
 
 @pytest.mark.parametrize("argv, bad", [(["--threads", "0"], "--threads"), (["--steps", "0"], "--steps"),
-                                       (["--widths", "5"], "--widths"), (["--finetune-steps", "-1"], "--finetune-steps")])
+                                       (["--widths", "5"], "--widths"), (["--finetune-steps", "-1"], "--finetune-steps"),
+                                       (["--run", "/nonexistent-run"], "scripts/main.sh")])
 def test_bad_arguments_are_refused_naming_what_is_allowed(argv, bad, capsys):
     bench = _bench()
     with pytest.raises(SystemExit) as e:
