@@ -14,7 +14,19 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TINY_SPACE", "tiny_space_dict", "tiny_space", "tiny_space_path", "free_port", "ray_env", "RayNode"]
+__all__ = ["TINY_SPACE", "tiny_space_dict", "tiny_space", "tiny_space_path", "free_port", "ray_env", "RayNode",
+           "load_benchmark"]
+
+
+def load_benchmark(name: str) -> Any:
+    """The module of `benchmarks/<name>.py` (a script folder, not a package), loaded by path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 # ---- the tiny supernet space ---------------------------------------------------------------------------
 # Two MBConv stages on 16x16 / 20x20 inputs: trains to well above chance in seconds on 2 cores

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 from hwnas.estimators import arch_macs
 from hwnas.search_space import Space
 from hwnas.supernet import build_static
 
+from tests._helpers import load_benchmark
+
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "nas_vs_manual.py"
-    spec = importlib.util.spec_from_file_location("nas_vs_manual_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("nas_vs_manual")
 
 
 def test_manual_family_is_one_arch_spaces_on_the_templates_macro_structure():

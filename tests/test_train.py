@@ -18,6 +18,7 @@ from hwnas.supernet.train import (
     train,
 )
 
+from tests._helpers import load_benchmark
 from tests._train_helpers import HAVE_FMNIST, tiny_config
 
 needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Fashion-MNIST Debian files not installed")
@@ -131,22 +132,11 @@ def test_load_supernet_refuses_non_checkpoints(tmp_path):
         load_supernet(tmp_path)
 
 
-def _train_policies_benchmark():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_policies.py"
-    spec = importlib.util.spec_from_file_location("train_policies_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @needs_fmnist
 def test_budget_sizing_of_the_policy_benchmark(tmp_path):
     """`train_policies.py --budget-minutes`: a real timed probe gives the step count; the schedule
     grows epochs when the data's epoch is too short and keeps its shape."""
-    bench = _train_policies_benchmark()
+    bench = load_benchmark("train_policies")
     cfg = tiny_config(tmp_path, policy="deps", epochs=2, deps_ramp_epochs=0.5)  # 1024 images / 64 = 16 steps an epoch
     steps, probe = bench.steps_for_budget(cfg, 30.0, tmp_path / "runs", probe_steps=8)
     assert probe["probe_steps"] == 8 and set(probe["probe_seconds_per_step_by_phase"]) == {"full", "ramp", "shrink"} and probe["probe_seconds_per_step"] > 0
