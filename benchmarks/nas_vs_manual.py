@@ -201,6 +201,12 @@ def _picks(front: Any, devices: list[str], manual_ms: dict[str, dict[str, float]
     return archs
 
 
+def _timings(row: dict[str, Any], devices: list[str]) -> dict[str, dict[str, float]]:
+    """A `measure_exports` row as {"latency_ms": {device: statistic}, "latency_median_ms": {...}}."""
+    return {"latency_ms": {d: row["devices"][d]["measured_ms"] for d in devices},
+            "latency_median_ms": {d: row["devices"][d]["measured_median_ms"] for d in devices}}
+
+
 def dominance(manual: list[dict[str, Any]], nas: list[dict[str, Any]], devices: list[str],
               finetuned: bool = False) -> list[dict[str, Any]]:
     """Per device and manual net: the best NAS test accuracy among NAS nets measured at or under the
@@ -240,7 +246,7 @@ def compare(args: Any, bundle: Any, template: Space, recs: dict[str, dict[str, A
     manual_nets_ = {n: _load_manual(r) for n, r in recs.items()}
     print(f"timing the {len(recs)} manual nets on {', '.join(devices)}", flush=True)
     rows = measure_exports([(m, n) for n, m in manual_nets_.items()], devices, protocol=DEFAULT_PROTOCOL, progress=True)
-    manual_ms = {n: {d: r["devices"][d]["measured_ms"] for d in devices} for n, r in zip(manual_nets_, rows)}
+    manual_ms = {n: _timings(r, devices)["latency_ms"] for n, r in zip(manual_nets_, rows)}
 
     front = final_front(cfg, args.run)
     exported = list(pd.read_csv(args.run / "exported.csv")["arch"]) if (args.run / "exported.csv").is_file() else []
@@ -260,22 +266,20 @@ def compare(args: Any, bundle: Any, template: Space, recs: dict[str, dict[str, A
     for (name, rec), row in zip(recs.items(), man_rows):
         manual.append({"name": name, "arch": rec["arch"], "test_acc": rec["test_acc"], "steps": rec["steps"],
                        "train_seconds": rec["train_seconds"], "params": sum(p.numel() for p in manual_nets_[name].parameters()),
-                       "latency_ms": {d: row["devices"][d]["measured_ms"] for d in devices},
-                       "latency_median_ms": {d: row["devices"][d]["measured_median_ms"] for d in devices}})
+                       **_timings(row, devices)})
     nas = []
     work = RUNS / "compare"
+    row_of = {a: i for i, a in enumerate(front.archs)}
+    pred_cols = {d: front.column(f"latency_ms@{d}") for d in devices}
     for i, (a, static, row) in enumerate(zip(archs, statics, nas_rows)):
-        predicted = {d: float(front.column(f"latency_ms@{d}")[list(front.archs).index(a)]) for d in devices}
+        predicted = {d: float(pred_cols[d][row_of[a]]) for d in devices}
+        t = _timings(row, devices)
         res = export_pick(supernet=net, space=template, arch=a, out_dir=work / f"nas{i}", devices=devices, loaders=loaders,
                           calib_images=int(raw["calib_images"]), overwrite=True, static=static,
-                          latency={d: (row["devices"][d]["measured_ms"], row["devices"][d]["measured_median_ms"])
-                                   for d in devices})
-        rec = {"arch": a, "exported_by_run": a in exported, "test_acc": res["measured"]["accuracy"],
-               "latency_ms": {d: row["devices"][d]["measured_ms"] for d in devices},
-               "latency_median_ms": {d: row["devices"][d]["measured_median_ms"] for d in devices},
+                          latency={d: (t["latency_ms"][d], t["latency_median_ms"][d]) for d in devices})
+        rec = {"arch": a, "exported_by_run": a in exported, "test_acc": res["measured"]["accuracy"], **t,
                "predicted_latency_ms": predicted,
-               "latency_rel_error": {d: (predicted[d] - row["devices"][d]["measured_ms"]) / row["devices"][d]["measured_ms"]
-                                     for d in devices},
+               "latency_rel_error": {d: (predicted[d] - t["latency_ms"][d]) / t["latency_ms"][d] for d in devices},
                "params": res["params"], "macs": res["macs"], "finetuned_test_acc": None}
         if args.finetune_steps and (args.finetune_all or a in exported):
             ft = finetune(work / f"nas{i}", steps=args.finetune_steps, supernet=args.supernet, loaders=loaders,

@@ -31,34 +31,26 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _prepare(space: Any, arch: Any, device: Any) -> Any:
-    """Build `arch` (and export it to ONNX on onnxruntime) now; return `time(**kw) -> Timing`."""
-    from hwnas.estimators.measure import measure_module, measure_onnx, onnx_bytes
-    from hwnas.supernet import build_static
-
-    net = build_static(space, arch).eval()
-    shape = (device.batch_size, space.in_channels, arch.resolution, arch.resolution)
-    if device.backend == "onnxruntime":
-        model = onnx_bytes(net, shape)
-        return lambda **kw: measure_onnx(model, device, shape, **kw)
-    return lambda **kw: measure_module(net, device, shape, **kw)
-
-
-def _one_session(job: Any, protocol: Any) -> float:
-    return job(warmup=protocol.warmup, repeats=protocol.repeats, min_sample_ms=protocol.min_sample_ms).min_ms
-
-
 def styles(space: Any, device: Any, n: int, seed: int) -> dict[str, Any]:
+    from dataclasses import replace
+
     from hwnas.estimators.latency_check import DEFAULT_PROTOCOL, measure_interleaved, network_archs
 
     p = DEFAULT_PROTOCOL
+    one = replace(p, rounds=1)  # one session of all `repeats` samples per net, as the profile times
     archs = network_archs(space, n, seed)
-    profile = np.array([_one_session(_prepare(space, a, device), p) for a in archs])  # built / exported just before
-    jobs = [_prepare(space, a, device) for a in archs]
-    prebuilt = np.array([_one_session(j, p) for j in jobs])
+
+    def profile_style() -> np.ndarray:  # each net built (and exported) just before it is timed
+        return np.array([measure_interleaved([a], device, space=space, protocol=one)[0].min_ms for a in archs])
+
+    def prebuilt() -> np.ndarray:  # every net built first, then one session each
+        return np.array([t.min_ms for t in measure_interleaved(archs, device, space=space, protocol=one)])
+
+    profile = profile_style()
+    pre = prebuilt()
     check = np.array([t.min_ms for t in measure_interleaved(archs, device, space=space, protocol=p)])
-    sessions = np.array([[_one_session(j, p) for _ in range(3)] for j in jobs])
-    again = np.array([_one_session(_prepare(space, a, device), p) for a in archs])
+    sessions = np.stack([prebuilt() for _ in range(3)], axis=1)
+    again = profile_style()
 
     def ratio(x: np.ndarray) -> dict[str, float]:
         r = x / check
@@ -66,7 +58,7 @@ def styles(space: Any, device: Any, n: int, seed: int) -> dict[str, Any]:
 
     spread = sessions.max(1) / sessions.min(1)
     return {"nets": n, "check_ms": {"min": float(check.min()), "max": float(check.max())},
-            "profile_over_check": ratio(profile), "prebuilt_over_check": ratio(prebuilt),
+            "profile_over_check": ratio(profile), "prebuilt_over_check": ratio(pre),
             "profile_again_over_check": ratio(again),
             "session_spread": {"median": float(np.median(spread)), "max": float(spread.max())},
             "protocol": p.to_dict()}
