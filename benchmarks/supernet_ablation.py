@@ -44,6 +44,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bignas-worst": {**_BIGNAS, "attentive": "worst", "attentive_pool": 3},  # + AttentiveNAS WorstUp
     "bignas-ema": {**_BIGNAS, "ema_decay": 0.998},  # + an EMA of the weights
     "bignas-r2": {**_BIGNAS, "num_random": 2},  # + a second random subnet per step
+    "bignas-r3": {**_BIGNAS, "num_random": 3},  # + three random subnets per step (the middle of the space)
     "progressive": {"policy": "progressive"},  # Once-for-All progressive shrinking with KD
 }
 # What a single net gets when trained alone: the same optimiser, schedule and regularisation.
@@ -189,44 +190,101 @@ def run_scratch(which: str, steps: int, seed: int, threads: int = 2) -> list[dic
     return recs
 
 
-def _records(kind: str) -> list[dict[str, Any]]:
-    if not OUT_JSON.is_file():
+def _records(kind: str, path: Path | None = None) -> list[dict[str, Any]]:
+    path = OUT_JSON if path is None else path
+    if not path.is_file():
         return []
-    return [r for r in json.loads(OUT_JSON.read_text())["runs"] if r["kind"] == kind]
+    return [r for r in json.loads(path.read_text())["runs"] if r["kind"] == kind]
 
 
-def table() -> dict[str, Any]:
-    """Join variants and scratch runs of the same steps: the ablation table (JSON + Markdown)."""
+FIXED = ("min", "macs25", "macs50", "macs75", "max")
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _row(variant: str, seeds: list[int], steps: int, train_seconds: float, subnets: dict[str, dict[str, Any]],
+         scratch_of: Any) -> dict[str, Any]:
+    """One table row: `subnets` name -> {arch, val, test?} (inherited); `scratch_of(arch, field)` the
+    from-scratch figure the row compares with (None when that subnet was not trained alone)."""
     from scipy.stats import kendalltau, spearmanr
 
-    scratch: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for r in _records("scratch"):
-        scratch.setdefault((r["arch"], r["steps"]), []).append(r)
-    rows = []
-    for v in _records("variant"):
-        fixed = {}
-        pairs = []
-        for name, s in v["subnets"].items():
-            sc = scratch.get((s["arch"], v["steps"]), [])
-            sc_val = sum(r["val"] for r in sc) / len(sc) if sc else None
-            sc_test = sum(r["test"] for r in sc) / len(sc) if sc else None
-            if sc_val is not None:
-                pairs.append((s["val"], sc_val))
-            if "test" in s:
-                fixed[name] = {"inherited": s["test"], "scratch": sc_test,
-                               "gap": None if sc_test is None else 100 * (s["test"] - sc_test)}
-        rho = tau = None
-        if len(pairs) >= 5:  # a rank correlation over fewer subnets says little
-            rho = float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs])[0])
-            tau = float(kendalltau([p[0] for p in pairs], [p[1] for p in pairs])[0])
-        rows.append({"variant": v["variant"], "seed": v["seed"], "steps": v["steps"], "train_seconds": v["train_seconds"],
-                     "fixed": fixed, "spearman": rho, "kendall": tau, "ranked_subnets": len(pairs)})
+    fixed, pairs = {}, []
+    for name, s in subnets.items():
+        sc_val = scratch_of(s["arch"], "val")
+        if sc_val is not None:
+            pairs.append((s["val"], sc_val))
+        if s.get("test") is not None:
+            sc_test = scratch_of(s["arch"], "test")
+            fixed[name] = {"inherited": s["test"], "scratch": sc_test,
+                           "gap": None if sc_test is None else 100 * (s["test"] - sc_test)}
+    rho = tau = None
+    if len(pairs) >= 5:  # a rank correlation over fewer subnets says little
+        rho = float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs])[0])
+        tau = float(kendalltau([p[0] for p in pairs], [p[1] for p in pairs])[0])
+    return {"variant": variant, "seed": seeds[0] if len(seeds) == 1 else seeds, "steps": steps,
+            "train_seconds": train_seconds, "fixed": fixed, "spearman": rho, "kendall": tau,
+            "ranked_subnets": len(pairs)}
+
+
+def table(path: Path | None = None, *, write: bool = True) -> dict[str, Any]:
+    """Join variants and scratch runs of the same steps: the ablation table (JSON + Markdown).
+
+    A variant row compares with the scratch runs of its own seed (the same data split and batches),
+    or, where a subnet has none of that seed, with the mean over the seeds it has. A variant trained
+    with several seeds at the same steps also gets a `mean of N seeds` row: inherited and scratch
+    each averaged over the seeds that have both, the gap of the two means (the issue's goal is on it).
+    """
+    scratch: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+    for r in _records("scratch", path):
+        scratch.setdefault((r["arch"], r["steps"]), {})[r["seed"]] = r  # the latest run of a seed counts
+
+    def of_seed(steps: int, seed: int) -> Any:
+        def get(arch: str, field: str) -> float | None:
+            runs = scratch.get((arch, steps), {})
+            if seed in runs:
+                return runs[seed][field]
+            return _mean([r[field] for r in runs.values()])
+        return get
+
+    variants = _records("variant", path)
+    rows = [_row(v["variant"], [v["seed"]], v["steps"], v["train_seconds"], v["subnets"], of_seed(v["steps"], v["seed"]))
+            for v in variants]
+    groups: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+    for v in variants:
+        groups.setdefault((v["variant"], v["steps"]), {})[v["seed"]] = v
+    for (name, steps), by_seed in groups.items():
+        if len(by_seed) < 2:
+            continue
+        seeds = sorted(by_seed)
+        both = [sd for sd in seeds if all(scratch.get((by_seed[sd]["subnets"][k]["arch"], steps), {}).get(sd)
+                                          for k in FIXED if k in by_seed[sd]["subnets"])]
+        use = both if len(both) >= 2 else seeds
+        ref = by_seed[use[0]]["subnets"]
+        subnets = {}
+        for k, s in ref.items():
+            per = [by_seed[sd]["subnets"].get(k) for sd in use]
+            if any(p is None or p["arch"] != s["arch"] for p in per):
+                continue
+            rec = {"arch": s["arch"], "val": _mean([p["val"] for p in per])}
+            if all(p.get("test") is not None for p in per):
+                rec["test"] = _mean([p["test"] for p in per])
+            subnets[k] = rec
+
+        def mean_scratch(arch: str, field: str, _use: list[int] = use, _steps: int = steps) -> float | None:
+            runs = scratch.get((arch, _steps), {})
+            vals = [runs[sd][field] for sd in _use if sd in runs]
+            return _mean(vals) if len(vals) == len(_use) else None
+
+        rows.append(_row(f"{name} (mean of {len(use)} seeds)", use, steps,
+                         _mean([by_seed[sd]["train_seconds"] for sd in use]), subnets, mean_scratch))
     doc = {"rows": rows}
-    lines = ["| variant | seed | steps | train s | " + " | ".join(["min", "macs25", "macs50", "macs75", "max"])
-             + " | Spearman (n) | Kendall |", "|---" * 10 + "|"]
+    lines = ["| variant | seed | steps | train s | " + " | ".join(FIXED) + " | Spearman (n) | Kendall |",
+             "|---" * 11 + "|"]
     for r in rows:
         cells = []
-        for k in ("min", "macs25", "macs50", "macs75", "max"):
+        for k in FIXED:
             f = r["fixed"].get(k)
             if f is None:
                 cells.append("")
@@ -236,14 +294,17 @@ def table() -> dict[str, Any]:
                 cells.append(f"{100 * f['inherited']:.2f} / {100 * f['scratch']:.2f} ({f['gap']:+.2f})")
         rho = "" if r["spearman"] is None else f"{r['spearman']:.2f} ({r['ranked_subnets']})"
         tau = "" if r["kendall"] is None else f"{r['kendall']:.2f}"
-        lines.append(f"| {r['variant']} | {r['seed']} | {r['steps']} | {r['train_seconds']:.0f} | " + " | ".join(cells)
+        seed = r["seed"] if isinstance(r["seed"], int) else ",".join(map(str, r["seed"]))
+        lines.append(f"| {r['variant']} | {seed} | {r['steps']} | {r['train_seconds']:.0f} | " + " | ".join(cells)
                      + f" | {rho} | {tau} |")
     md = "\n".join(lines) + "\n"
-    from hwnas._io import atomic_write_json, atomic_write_text
+    doc["markdown"] = md
+    if write:
+        from hwnas._io import atomic_write_json, atomic_write_text
 
-    atomic_write_json(OUT_JSON.with_name("supernet_ablation_table.json"), doc)
-    atomic_write_text(OUT_JSON.with_name("supernet_ablation_table.md"), md)
-    print(md)
+        atomic_write_json(OUT_JSON.with_name("supernet_ablation_table.json"), {"rows": rows})
+        atomic_write_text(OUT_JSON.with_name("supernet_ablation_table.md"), md)
+        print(md)
     return doc
 
 
