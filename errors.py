@@ -18,6 +18,7 @@ __all__ = [
     "StaleProfileError",
     "BudgetError",
     "ObjectiveError",
+    "HostChangedWarning",
 ]
 
 
@@ -59,3 +60,10 @@ class BudgetError(HwnasError, ValueError):
 
 class ObjectiveError(HwnasError, ValueError):
     """An objective name is unknown, or an objective returned an invalid value."""
+
+
+class HostChangedWarning(UserWarning):
+    """A profile or latency predictor is used on a CPU whose family / model / stepping differ from
+    the one it was measured on, while its fingerprint (model name, cores, libraries) still matches:
+    e.g. two cloud hosts that both report "AMD EPYC". Its timings may not transfer."""
+

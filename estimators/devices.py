@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["BACKENDS", "DTYPES", "Device", "available_devices", "cpu_model", "fingerprint_hash"]
+__all__ = ["BACKENDS", "DTYPES", "Device", "available_devices", "cpu_model", "fingerprint_hash", "host_details",
+           "host_change", "warn_if_host_changed"]
 
 BACKENDS = ("torch", "onnxruntime", "torch-cuda", "triton")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -185,6 +186,59 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+_CPUINFO_KEYS = {"cpu family": "cpu_family", "model": "cpu_model_number", "stepping": "cpu_stepping"}
+
+
+@lru_cache(maxsize=1)
+def host_details() -> dict[str, str]:
+    """The CPU's family, model number and stepping (Linux /proc/cpuinfo; {} elsewhere).
+
+    Not part of the fingerprint (which would make every profile measured before this record stale):
+    profiles and predictors store it beside the fingerprint as `host`, and loading one where it
+    differs warns (`HostChangedWarning`). Virtual machines often report a bare "AMD EPYC" model name
+    for CPUs of different generations; these three numbers tell them apart.
+    """
+    out: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                name = _CPUINFO_KEYS.get(key.strip().lower())
+                if name:
+                    out[name] = value.strip()
+    except OSError:
+        return {}
+    return out
+
+
+def host_change(recorded: dict[str, Any] | None, current: dict[str, Any] | None = None) -> str | None:
+    """A sentence naming what differs between a `host` record and this machine's, or None when
+    nothing recorded differs (keys either side lacks are not compared: older files have no record)."""
+    if not recorded:
+        return None
+    current = host_details() if current is None else current
+    diff = [f"{k} {recorded[k]} there, {current[k]} here" for k in sorted(recorded)
+            if k in current and str(recorded[k]) != str(current[k])]
+    return "; ".join(diff) or None
+
+
+def warn_if_host_changed(what: str, recorded: dict[str, Any] | None, *, stacklevel: int = 3) -> bool:
+    """Warn (`HostChangedWarning`) when `recorded` names another CPU than this one; True if it did."""
+    import warnings
+
+    from hwnas.errors import HostChangedWarning
+
+    change = host_change(recorded)
+    if change is None:
+        return False
+    warnings.warn(f"{what} was measured on another CPU than this one ({change}), although the fingerprint "
+                  "matches: its timings may not hold here. Profile again into a new directory to be sure.",
+                  HostChangedWarning, stacklevel=stacklevel)
+    return True
 
 
 def _lib_versions(backend: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from hwnas._io import atomic_write_bytes, atomic_write_json, read_json
 from hwnas.errors import ProfileError, StaleProfileError
-from hwnas.estimators.devices import Device, fingerprint_hash
+from hwnas.estimators.devices import Device, fingerprint_hash, warn_if_host_changed
 from hwnas.search_space import Arch, BlockSite, Space, walk
 
 __all__ = ["LatencyPredictor", "MacsProxy", "ArchFeaturizer", "ridge_loo", "spearman", "within"]
@@ -132,7 +132,7 @@ class LatencyPredictor:
 
     def __init__(self, *, space: Space, device: Device, lut: dict[str, float], fingerprint: dict[str, Any],
                  affine: tuple[float, float, float] = (1.0, 0.0, 0.0), ridge: np.ndarray | None = None,
-                 fit_report: dict[str, Any] | None = None):
+                 fit_report: dict[str, Any] | None = None, host: dict[str, Any] | None = None):
         if not lut:
             raise ValueError("lut must hold at least one block")
         if len(affine) != 3 or not all(math.isfinite(v) for v in affine):
@@ -144,6 +144,7 @@ class LatencyPredictor:
         self.affine = tuple(float(v) for v in affine)
         self.ridge = None if ridge is None else np.asarray(ridge, dtype=np.float64)
         self.fit_report = dict(fit_report or {})
+        self.host = dict(host or {})  # the CPU the profile was measured on (`devices.host_details`), {} if unknown
         self._feat = ArchFeaturizer(space, self.lut)
 
     @property
@@ -159,7 +160,8 @@ class LatencyPredictor:
         """
         if correction not in ("none", "affine", "auto"):
             raise ValueError(f"correction={correction!r}; allowed: none, affine, auto")
-        pred = cls(space=prof.space, device=prof.device, lut=prof.lut(statistic), fingerprint=prof.fingerprint)
+        pred = cls(space=prof.space, device=prof.device, lut=prof.lut(statistic), fingerprint=prof.fingerprint,
+                   host=prof.meta.get("host"))
         archs, y = prof.network_archs(), prof.network_latency_ms(statistic)
         if correction != "none" and len(y) >= 2:
             pred.fit(archs, y, ridge=correction == "auto")
@@ -233,7 +235,7 @@ class LatencyPredictor:
             "format": PREDICTOR_FORMAT, "version": 1, "space": self.space.to_dict(), "device": self.device.to_dict(),
             "fingerprint": self.fingerprint, "fingerprint_hash": fingerprint_hash(self.fingerprint),
             "affine": list(self.affine), "lut": self.lut, "fit_report": self.fit_report,
-            "arrays": path.with_suffix(".npz").name,
+            "arrays": path.with_suffix(".npz").name, **({"host": self.host} if self.host else {}),
         })
         return path
 
@@ -256,8 +258,10 @@ class LatencyPredictor:
                 raise StaleProfileError(f"{path} was fitted on fingerprint {d.get('fingerprint_hash')} "
                                         f"({d['fingerprint'].get('cpu')}, {d['fingerprint'].get('backend')}), this "
                                         f"device is {want.fingerprint_hash()}; pass allow_stale=True to use it anyway")
+            if not allow_stale:
+                warn_if_host_changed(f"latency predictor {path}", d.get("host"))
         return cls(space=space, device=dev, lut=d["lut"], fingerprint=d["fingerprint"], affine=tuple(d["affine"]),
-                   ridge=ridge if ridge.size else None, fit_report=d.get("fit_report"))
+                   ridge=ridge if ridge.size else None, fit_report=d.get("fit_report"), host=d.get("host"))
 
 
 def _robust_relative_lstsq(A: np.ndarray, y: np.ndarray, iters: int = 20) -> np.ndarray:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from hwnas._io import atomic_write_json, atomic_write_text, read_json
 from hwnas.errors import ProfileError, StaleProfileError
-from hwnas.estimators.devices import Device, fingerprint_hash
+from hwnas.estimators.devices import Device, fingerprint_hash, host_details, warn_if_host_changed
 from hwnas.estimators.latency_check import NETWORK_SAMPLING, network_archs
 from hwnas.estimators.measure import DEFAULT_REPEATS, DEFAULT_WARMUP, Timing, measure_module
 from hwnas.search_space import Arch, BlockConfig, Space
@@ -134,6 +134,8 @@ class Profile:
         if device is not None:
             want = Device.from_name(device) if isinstance(device, str) else device
             _check_fingerprint(d, fp, want.fingerprint(), allow_stale)
+            if not allow_stale:
+                warn_if_host_changed(f"profile {str(d)!r}", meta.get("host"))
             dev = want if allow_stale else dev
         table = _read_table(d / "lut.csv", LUT_COLUMNS, repair=False)
         nets = _read_table(d / "networks.csv", NET_COLUMNS, repair=False)
@@ -285,6 +287,8 @@ def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike
     fp = device.fingerprint()
     meta_path = out / "profile.json"
     sampling = network_sampling  # a resumed profile keeps its own (profiles before this key: uniform)
+    # the CPU it is measured on (GPU timings: the fingerprint's GPU); a profile from before this record has none
+    host = {} if device.is_gpu else dict(host_details())
     if meta_path.exists():
         if not resume:
             raise ProfileError(f"{str(out)!r} already holds a profile; pass resume=True (the default) to continue "
@@ -300,11 +304,15 @@ def profile(space: Space | str, device: Device | str, out_dir: str | os.PathLike
         n_networks = max(n_networks, int(meta.get("n_networks", 0)))
         sampling = meta.get("network_sampling", "uniform")
         fp = old_fp if allow_stale else fp
+        if not allow_stale:
+            warn_if_host_changed(f"profile {str(out)!r} (resumed: its new rows would mix two CPUs' timings)",
+                                 meta.get("host"))
+        host = meta.get("host", {})  # where its first rows were measured
     meta = {
         "format": PROFILE_FORMAT, "format_version": PROFILE_VERSION, "space": space.to_dict(),
         "device": device.to_dict(), "fingerprint": fp, "fingerprint_hash": fingerprint_hash(fp),
         "settings": settings.__dict__, "n_networks": n_networks, "seed": seed, "network_sampling": sampling,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **({"host": host} if host else {}),
     }
     atomic_write_json(meta_path, meta)
 

@@ -205,6 +205,49 @@ def test_stale_fingerprint_is_refused_with_override(tmp_path, tiny_profile):
     assert p.measured_now == 0 and p.fingerprint["torch"] == "1.0.0"
 
 
+def test_another_cpu_of_the_same_name_warns_on_load_and_resume(tmp_path, tiny_profile):
+    """Two hosts that both call themselves "AMD EPYC" share a fingerprint; the CPU family / model /
+    stepping recorded beside it tell them apart, and using the profile on the other one warns."""
+    import shutil
+    import warnings
+
+    from hwnas.errors import HostChangedWarning
+    from hwnas.estimators.devices import host_change, host_details
+
+    here = host_details()
+    if not here:
+        pytest.skip("no /proc/cpuinfo on this machine: nothing is recorded, nothing to compare")
+    meta = json.loads((tiny_profile.dir / "profile.json").read_text())
+    assert meta["host"] == here  # a new profile records the CPU it was measured on
+    other = {**here, "cpu_family": str(int(here.get("cpu_family", "0")) + 1)}
+    assert "cpu_family" in host_change(other, here)
+    assert host_change(here, here) is None and host_change({}, here) is None and host_change(None, here) is None
+    assert host_change({"cpu_family": "25", "cpu_microcode": "x"}, {"cpu_family": "25"}) is None  # unknown keys
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HostChangedWarning)
+        Profile.load(tiny_profile.dir, device="cpu")  # the same CPU: no warning
+        pred_path = LatencyPredictor.from_profile(tiny_profile).save(tmp_path / "same.json")
+        LatencyPredictor.load(pred_path, device="cpu")
+    assert json.loads(pred_path.read_text())["host"] == here
+
+    d = tmp_path / "p"
+    shutil.copytree(tiny_profile.dir, d)
+    meta["host"] = other
+    (d / "profile.json").write_text(json.dumps(meta))
+    with pytest.warns(HostChangedWarning, match="cpu_family"):
+        p = Profile.load(d, device="cpu")
+    assert len(p.table) == len(tiny_profile.table)  # a warning, not a refusal
+    with pytest.warns(HostChangedWarning, match="resumed"):
+        resumed = profile(tiny_space(), "cpu", d, n_networks=8, progress=False)
+    assert resumed.meta["host"] == other  # it keeps the CPU its rows were measured on
+    with pytest.warns(HostChangedWarning, match="latency predictor"):
+        LatencyPredictor.load(LatencyPredictor.from_profile(resumed).save(tmp_path / "other.json"), device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HostChangedWarning)
+        Profile.load(d)  # no device asked for: nothing to compare with
+        Profile.load(d, device="cpu", allow_stale=True)  # the caller said it knows
+
+
 def test_corrupted_tables_give_clear_errors(tmp_path, tiny_profile):
     import shutil
 
