@@ -35,10 +35,10 @@ from hwnas.searchers._optuna import (
     StudySpec,
     load_study,
     make_sampler,
-    search,
     study_spec,
 )
 from hwnas.searchers._predictors_objective import PredictorObjective, predictor_objective
+from hwnas.searchers._search import search
 from hwnas.searchers._storage import open_storage
 from hwnas.searchers.pareto import (
     ParetoFront,

@@ -281,7 +281,7 @@ def test_cli_sampler_auto_prints_its_pick(tmp_path, capsys):
 def test_fresh_in_process_study_starts_from_spread_archs_and_random_stays_random(sampler):
     import random
 
-    from hwnas.searchers._optuna import SPREAD_STARTUP, startup_archs
+    from hwnas.searchers._search import SPREAD_STARTUP, startup_archs
 
     space = small_space()
     n = 12 if sampler == "nsga2" else SPREAD_STARTUP["tpe"]
