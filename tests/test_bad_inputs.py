@@ -439,7 +439,9 @@ def test_every_user_error_class_is_raised_by_a_bad_input(work) -> None:
     floor, counted by running them, not by counting the table)."""
     import hwnas.errors
 
-    classes = {getattr(hwnas.errors, n) for n in hwnas.errors.__all__} - {hwnas.errors.HwnasError}
+    # warnings (HostChangedWarning) are not raised: tests/test_estimators.py shows when they are emitted
+    classes = {c for c in (getattr(hwnas.errors, n) for n in hwnas.errors.__all__)
+               if not issubclass(c, Warning)} - {hwnas.errors.HwnasError}
     raised: list[BaseException] = []
     refused = 0
     for err_type, _, call in _api_cases(work).values():
