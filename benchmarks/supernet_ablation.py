@@ -228,13 +228,29 @@ def _row(variant: str, seeds: list[int], steps: int, train_seconds: float, subne
             "ranked_subnets": len(pairs)}
 
 
+# Config fields that name or place a run without changing what it trains.
+_RUN_ONLY = ("schedule", "report_random", "report_test_images", "steps_per_epoch", "threads", "seed", "data_dir")
+
+
+def _recipe(v: dict[str, Any]) -> str:
+    """What a variant record trains, as a key: its config without the run-only fields (so the shipped
+    bundle's row and the same recipe's ablation run of another seed average together); records
+    without a config (older ones) fall back to the variant's name."""
+    cfg = v.get("config")
+    if not isinstance(cfg, dict):
+        return f"name:{v['variant']}"
+    return json.dumps({k: val for k, val in cfg.items() if k not in _RUN_ONLY}, sort_keys=True, default=str)
+
+
 def table(path: Path | None = None, *, write: bool = True) -> dict[str, Any]:
     """Join variants and scratch runs of the same steps: the ablation table (JSON + Markdown).
 
     A variant row compares with the scratch runs of its own seed (the same data split and batches),
-    or, where a subnet has none of that seed, with the mean over the seeds it has. A variant trained
-    with several seeds at the same steps also gets a `mean of N seeds` row: inherited and scratch
-    each averaged over the seeds that have both, the gap of the two means (the issue's goal is on it).
+    or, where a subnet has none of that seed, with the mean over the seeds it has. A recipe trained
+    with several seeds at the same steps (the same config but for run-only fields, whatever the rows
+    are called: the shipped bundle is `bignas` at seed 0) also gets a `mean of N seeds` row: inherited
+    and scratch each averaged over the seeds that have both, the gap of the two means (the issue's
+    goal is on it).
     """
     scratch: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
     for r in _records("scratch", path):
@@ -252,11 +268,16 @@ def table(path: Path | None = None, *, write: bool = True) -> dict[str, Any]:
     rows = [_row(v["variant"], [v["seed"]], v["steps"], v["train_seconds"], v["subnets"], of_seed(v["steps"], v["seed"]))
             for v in variants]
     groups: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+    names: dict[tuple[str, int], list[str]] = {}
     for v in variants:
-        groups.setdefault((v["variant"], v["steps"]), {})[v["seed"]] = v
-    for (name, steps), by_seed in groups.items():
+        key = (_recipe(v), v["steps"])
+        groups.setdefault(key, {})[v["seed"]] = v
+        if v["variant"] not in names.setdefault(key, []):
+            names[key].append(v["variant"])
+    for (recipe, steps), by_seed in groups.items():
         if len(by_seed) < 2:
             continue
+        name = " = ".join(names[(recipe, steps)])
         seeds = sorted(by_seed)
         both = [sd for sd in seeds if all(scratch.get((by_seed[sd]["subnets"][k]["arch"], steps), {}).get(sd)
                                           for k in FIXED if k in by_seed[sd]["subnets"])]

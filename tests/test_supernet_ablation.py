@@ -66,3 +66,16 @@ def test_a_single_seed_gets_no_mean_row_and_a_missing_seed_falls_back_to_the_mea
     assert row["fixed"]["min"]["scratch"] == pytest.approx(0.89)  # no seed-2 run: the mean of seeds 0 and 1
     assert row["fixed"]["max"]["scratch"] is None and row["fixed"]["max"]["gap"] is None
     assert row["spearman"] is None  # one subnet with both: too few to rank
+
+
+def test_the_same_recipe_under_two_names_averages_and_another_recipe_does_not(tmp_path):
+    inh = {"min": 0.90, "macs25": 0.91, "macs50": 0.92, "macs75": 0.93, "max": 0.94}
+    cfg = {"policy": "sandwich", "num_random": 1, "lr": 0.1}
+    shipped = {**_variant(0, inh, name="shipped:x"), "config": {**cfg, "schedule": "default", "seed": 0}}
+    again = {**_variant(1, inh, name="bignas"), "config": {**cfg, "schedule": "ablation-100", "seed": 1,
+                                                             "steps_per_epoch": 50, "threads": 1}}
+    other = {**_variant(1, inh, name="bignas-r3"), "config": {**cfg, "num_random": 3, "seed": 1}}
+    doc = abl.table(_write(tmp_path, [shipped, again, other]), write=False)
+    means = [r for r in doc["rows"] if "mean" in r["variant"]]
+    assert [r["variant"] for r in means] == ["shipped:x = bignas (mean of 2 seeds)"]
+    assert means[0]["seed"] == [0, 1]
