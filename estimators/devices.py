@@ -177,15 +177,24 @@ def fingerprint_hash(fp: dict[str, Any]) -> str:
 
 
 @lru_cache(maxsize=1)
-def cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo, lower-case keys ({} where there is none)."""
+    out: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                out.setdefault(key.strip().lower(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+        return {}
+    return out
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 _CPUINFO_KEYS = {"cpu family": "cpu_family", "model": "cpu_model_number", "stepping": "cpu_stepping"}
@@ -200,19 +209,8 @@ def host_details() -> dict[str, str]:
     differs warns (`HostChangedWarning`). Virtual machines often report a bare "AMD EPYC" model name
     for CPUs of different generations; these three numbers tell them apart.
     """
-    out: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    break  # the first processor's block is enough
-                key, _, value = line.partition(":")
-                name = _CPUINFO_KEYS.get(key.strip().lower())
-                if name:
-                    out[name] = value.strip()
-    except OSError:
-        return {}
-    return out
+    info = _cpuinfo()
+    return {name: info[key] for key, name in _CPUINFO_KEYS.items() if key in info}
 
 
 def host_change(recorded: dict[str, Any] | None, current: dict[str, Any] | None = None) -> str | None:
