@@ -31,6 +31,7 @@ examples:
   hwnas train --schedule demo --out runs/demo --resume          # continue after a kill
   torchrun --nproc_per_node=2 -m hwnas train --schedule tiny --out runs/ddp
   hwnas train --schedule default --out runs/mbv3 --bundle results/supernets/fmnist-mbv3
+  hwnas train --space fmnist-lite --schedule default --out runs/lite --bundle results/supernets/fmnist-lite
   hwnas train --out runs/mbv3 --resume --bundle results/supernets/fmnist-mbv3 --overwrite   # re-bundle a finished run
 """
 
@@ -45,6 +46,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", default=None, help="training YAML (default: the packaged configs/fmnist.yaml)")
     p.add_argument("--schedule", default=None, help="named schedule from the config's `schedules:` (e.g. demo, default, tiny)")
+    p.add_argument("--space", default=None, metavar="SPACE",
+                   help="search space to train: a preset name (hwnas space --list) or a space YAML (default: the config's `space:`)")
     p.add_argument("--policy", choices=ChoicesOf("hwnas.supernet.train", "POLICIES"), metavar="POLICY", default=None, help="training policy, one of %(choices)s (overrides the config)")
     p.add_argument("--single-arch", default=None, metavar="ARCH",
                    help="with --policy single: the one arch to train alone (the from-scratch baseline, same recipe)")
@@ -77,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     from hwnas.supernet.train import TrainConfig, load_config, train
 
     overrides = {
+        "space": args.space,
         "policy": args.policy,
         "single_arch": args.single_arch,
         "data_dir": args.data_dir,

@@ -201,6 +201,8 @@ CLI_ROWS = [
            ("fingerprint", "--allow-stale"), unchanged=("profile_stale",)),
     CliRow("profile-corrupt-table", ("profile", "--space", "fmnist-mbv3", "--device", "cpu", "--out", "{profile_badlut}",
                                      "--networks", "0", "--no-progress"), ("lut.csv", "row 1")),
+    CliRow("train-unknown-space", ("train", "--space", "nope", "--schedule", "tiny", "--out", "{root}/t0"),
+           ("nope", "fmnist-lite", "fmnist-mbv3"), absent=("t0",)),
     CliRow("train-unknown-schedule", ("train", "--schedule", "nope", "--out", "{root}/t1"), ("nope", "tiny"), absent=("t1",)),
     CliRow("train-missing-dataset", ("train", "--schedule", "tiny", "--data-dir", "{empty}", "--out", "{root}/t2",
                                      "--no-progress"), ("fashion-mnist not found", "--data-dir"), absent=("t2",),

@@ -147,3 +147,19 @@ def test_budget_sizing_of_the_policy_benchmark(tmp_path):
     longer = bench.fit_schedule(cfg, 100)  # needs 7 epochs of <= 16 steps
     assert (longer.epochs, longer.steps_per_epoch) == (7, 14)
     assert longer.deps_ramp_epochs == pytest.approx(0.5 * 7 / 2)  # the ramp stays a quarter of training
+
+
+@needs_fmnist
+def test_cli_space_flag_trains_that_space(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "lite"
+    proc = subprocess.run([sys.executable, "-m", "hwnas", "train", "--space", "fmnist-lite", "--schedule", "tiny",
+                           "--subset", "256", "--out", str(out), "--no-progress", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["space"] == "fmnist-lite"
+    net = load_supernet(out)
+    assert net.space.name == "fmnist-lite"
+    assert set(net.space.choices()["s3.w"]) == {16, 24, 40}  # the space's elastic widths, not fmnist-mbv3's fixed 40
