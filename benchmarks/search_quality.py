@@ -36,7 +36,7 @@ import numpy as np
 
 # --quick: small enough to check the script end to end, too small to quote.
 QUICK = {"seeds": 2, "trials": "50,100,200", "sweep": 3000, "tpe_max": 200}
-MODEL_BASED = ("tpe", "gp", "evo-gp")  # run to --model-max trials only
+MODEL_BASED = ("tpe", "gp", "evo-gp", "evo-hvi")  # run to --model-max trials only
 GOALS = {"300": 0.97, "1000": 0.99}  # best sampler's mean share of the reference hypervolume
 DISTINCT_GOAL = 0.99  # distinct archs / trials of every run
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's HELP-table helpers
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--provider", default="flops", help="objective provider(s) (default flops)")
     ap.add_argument("--objectives", default="flops,params:max")
     ap.add_argument("--budget", action="append", default=[])
-    ap.add_argument("--samplers", default="evo,evo-gp,nsga2,tpe,random")
+    ap.add_argument("--samplers", default="evo,evo-gp,evo-hvi,nsga2,tpe,random")
     ap.add_argument("--trials", default="100,300,1000,3000", help="checkpoints (hypervolume of the first N trials)")
     ap.add_argument("--model-max", "--tpe-max", dest="tpe_max", type=int, default=1000,
                     help=f"the model-based samplers ({', '.join(MODEL_BASED)}) cost more per trial as the study "

@@ -52,7 +52,7 @@ import numpy as np
 import optuna
 from hwnas.errors import ArchError, ConfigError
 from hwnas.search_space import Arch, Space
-from hwnas.searchers._surrogate import FIT_MEMBERS, SCREEN, SURROGATES, screen_children
+from hwnas.searchers._surrogate import FIT_MEMBERS, SCREEN, SCREEN_HVI, SURROGATES, screen_children
 from hwnas.searchers.pareto import pareto_ranks
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -77,7 +77,7 @@ MAX_SCREEN = 1000  # children bred per proposal with a surrogate
 DEFAULT_POPULATION = 20
 INITS = ("spread", "random")
 # The sampler names of this class and the surrogate each one screens with (searchers/_optuna.make_sampler).
-EVO_SAMPLERS: dict[str, str | None] = {"evo": None, "evo-gp": "gp"}  # the first generation: spread over the space's size, or random archs
+EVO_SAMPLERS: dict[str, str | None] = {"evo": None, "evo-gp": "gp", "evo-hvi": "gp-hvi"}  # the first generation: spread over the space's size, or random archs
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ class EvoSampler(optuna.samplers.BaseSampler):
             raise ConfigError(f"init={init!r} not allowed; allowed: {list(INITS)}")
         if surrogate is not None and surrogate not in SURROGATES:
             raise ConfigError(f"surrogate={surrogate!r} not allowed; allowed: None, {', '.join(map(repr, SURROGATES))}")
-        screen = SCREEN if screen is None else screen
+        screen = (SCREEN_HVI if surrogate == "gp-hvi" else SCREEN) if screen is None else screen
         if isinstance(screen, bool) or not isinstance(screen, int) or not 1 <= screen <= MAX_SCREEN:
             raise ConfigError(f"screen={screen!r} must be an int in [1, {MAX_SCREEN}]")
         self.surrogate, self.screen = surrogate, screen
@@ -388,7 +388,8 @@ class EvoSampler(optuna.samplers.BaseSampler):
             if k not in self._held and k not in keys:
                 keys.add(k)
                 children.append(c)
-        gen.proposals = screen_children(self._space, completed[-FIT_MEMBERS:], gen.parents, children, P)
+        gen.proposals = screen_children(self._space, completed[-FIT_MEMBERS:], gen.parents, children, P,
+                                        select="hvi" if self.surrogate == "gp-hvi" else "rank")
         gen.keys = [str(a) for a in gen.proposals]
 
     def _warm_archs(self) -> list[Arch]:

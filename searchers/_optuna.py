@@ -45,7 +45,7 @@ __all__ = ["SAMPLERS", "make_sampler", "evaluate_trial", "load_study", "study_sp
 log = logging.getLogger("hwnas.searchers")
 
 # `auto` resolves to one of the others by trial budget and objective count (searchers/_auto.py).
-SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3", "evo", "evo-gp", "auto")
+SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3", "evo", "evo-gp", "evo-hvi", "auto")
 # Consecutive failed trials after which a search stops (a broken objective, not bad luck).
 MAX_CONSECUTIVE_FAILURES = 25
 NSGA_POPULATION = 50  # NSGA-II/III's population when none is given (evo's: _evo.DEFAULT_POPULATION)
@@ -57,7 +57,8 @@ def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, popu
                  space: Space | None = None, n_trials: int | None = None) -> Any:
     """An Optuna sampler by name: nsga2 (default), tpe, random, gp, nsga3, evo (searchers/_evo.py;
     `space`: None reads it from the study), evo-gp (evo screening its children with Gaussian-process
-    surrogates, searchers/_surrogate.py), or auto (picked by `n_trials` and `n_objectives`)."""
+    surrogates, searchers/_surrogate.py), evo-hvi (the same surrogates, children picked by predicted
+    hypervolume gain), or auto (picked by `n_trials` and `n_objectives`)."""
     import optuna
     from hwnas.searchers._auto import resolve_sampler
 

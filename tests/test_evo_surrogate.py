@@ -82,13 +82,14 @@ def test_screening_picks_the_children_the_true_objective_would_pick_when_the_sur
     assert screen_children(space, members, parents, children[:5], 20) == children[:5]
 
 
-def test_evo_gp_is_seeded_never_repeats_keeps_budgets_and_screens_after_the_first_generation():
+@pytest.mark.parametrize("sampler", ["evo-gp", "evo-hvi"])
+def test_evo_gp_is_seeded_never_repeats_keeps_budgets_and_screens_after_the_first_generation(sampler):
     space = small_space()
     kw = dict(objectives="f1,f2", budgets="f1<=0.5", n_trials=60, population_size=10)
-    a, b = (search(space, "analytic", sampler="evo-gp", seed=3, **kw) for _ in range(2))
+    a, b = (search(space, "analytic", sampler=sampler, seed=3, **kw) for _ in range(2))
     plain = search(space, "analytic", sampler="evo", seed=3, **kw)
     assert _archs(a) == _archs(b)
-    assert len(set(_archs(a))) == 60 and study_spec(a).sampler == "evo-gp"
+    assert len(set(_archs(a))) == 60 and study_spec(a).sampler == sampler
     assert _archs(a)[:10] == _archs(plain)[:10]  # the same spread first generation
     assert _archs(a)[10:] != _archs(plain)[10:]  # then screened children, not evo's first draws
     front = ParetoFront.from_study(a)
@@ -101,3 +102,52 @@ def test_evo_surrogate_settings_are_checked():
     for bad in (0, 5000, 2.5, True):
         with pytest.raises(ConfigError, match="screen="):
             EvoSampler(small_space(), surrogate="gp", screen=bad)
+
+
+def test_hvi_order_takes_the_largest_hypervolume_gain_first_and_leaves_dominated_and_infeasible_rows_to_the_fallback():
+    from hwnas.searchers._surrogate import hvi_order
+
+    known = np.array([[0.0, 1.0], [1.0, 0.0]])  # a 2-point front in minimisation form
+    F = np.array([
+        [2.0, 2.0],    # 0: dominated by both known points: gains nothing
+        [0.2, 0.2],    # 1: the largest gain
+        [0.9, 0.9],    # 2: a small gain (dominated by row 1 once it is picked: then nothing)
+        [-0.5, -0.5],  # 3: dominates everything, but predicted infeasible
+        [0.5, 0.1],    # 4: a gain that survives picking row 1 (it is not dominated by it)
+    ])
+    feasible = np.array([True, True, True, False, True])
+    order = hvi_order(known, F, feasible, 4, fallback=[3, 0, 2, 1, 4])
+    assert order[:2] == [1, 4]
+    # rows 2 (now dominated by row 1), 3 (infeasible) and 0 (dominated) come in the fallback's order
+    assert order[2:] == [3, 0]
+    assert hvi_order(known, F, feasible, 5, fallback=[3, 0, 2, 1, 4]) == [1, 4, 3, 0, 2]
+    # nothing known feasible yet: the fallback alone
+    assert hvi_order(np.empty((0, 2)), F, feasible, 3, fallback=[4, 2, 0, 1, 3]) == [4, 2, 0]
+
+
+def test_hvi_screening_picks_the_children_the_true_hypervolume_gain_would_pick_when_the_surrogate_can_be_exact():
+    """As above, with `select="hvi"`: the children screened in are (nearly) those greedy hypervolume
+    improvement over the known points picks with the true values, largest gain first."""
+    from hwnas.searchers._surrogate import hvi_order
+
+    space = small_space()
+    r = random.Random(0)
+    archs = list({str(a): a for a in (space.sample(r) for _ in range(400))}.values())
+    D = surrogate_features(space, archs[:1]).shape[1]
+    g = np.random.default_rng(1)
+    w1, w2 = g.normal(size=D), g.normal(size=D)
+
+    def true(a_list):
+        X = surrogate_features(space, a_list)
+        return np.column_stack([X @ w1, X @ (w2 - w1)])
+
+    fit, children = archs[:150], archs[170:370]
+    members = [Member(i, a, tuple(v), 0.0) for i, (a, v) in enumerate(zip(fit, true(fit)))]
+    parents = survivors(members, 20)
+    picked = [str(a) for a in screen_children(space, members, parents, children, 20, select="hvi")]
+    # with no fallback, hvi_order returns only the children with a positive true gain
+    exact = [str(children[i]) for i in hvi_order(true(fit), true(children), np.ones(len(children), bool), 20, fallback=[])]
+    assert 3 <= len(exact) < 20  # some children add to the front of 150 known points, most do not
+    assert len(picked) == 20 and len(set(picked)) == 20
+    assert picked[0] in exact[:3]
+    assert len(set(picked[:len(exact)]) & set(exact)) >= len(exact) - 2, (picked[:len(exact)], exact)
