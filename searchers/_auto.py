@@ -17,18 +17,15 @@ __all__ = ["AUTO_RULE", "resolve_sampler"]
 log = logging.getLogger("hwnas.searchers")
 
 # (most objectives, most trials, sampler): the first row whose bounds hold. From the full
-# `benchmarks/search_quality.py` runs (5 seeds, 100-3,000 trials, 2026-11-30; docs/search.md):
-# with 2 objectives (ofa-mbv3, MACs vs a GPU's latency) evo-gp led up to 1,000 trials (0.980 of the
-# best-known hypervolume at 300, 0.990 at 1,000; evo 0.959 / 0.981, TPE 0.943 / 0.964) and costs
-# ~130 s per 1,000 trials in GP fits, so beyond that evo (0.990 at 3,000 in ~1 s); with 3 objectives
-# and a budget (fmnist-mbv3, accuracy and two devices' latency under a memory budget) TPE led up to
-# 1,000 trials (0.937 / 0.980; evo-gp 0.923 / 0.967, evo 0.894 / 0.964) and evo at 3,000 (0.990;
-# TPE's cost grows with the study: 47 s for 1,000 trials against 2 s). NSGA-III's reference points keep 4+ objectives
-# spread where crowding distance no longer does (not measured).
+# `benchmarks/search_quality.py` runs (5 seeds, 100-3,000 trials, 2026-12-01; docs/search.md): evo-hvi
+# led up to 1,000 trials on both spaces — with 2 objectives (ofa-mbv3, MACs vs a GPU's latency) 0.991 of
+# the best-known hypervolume at 300 and 0.997 at 1,000 (evo-gp 0.976 / 0.986, evo 0.955 / 0.977, TPE
+# 0.939 / 0.960), with 3 objectives and a budget (fmnist-mbv3, accuracy and two devices' latency under a
+# memory budget) 0.983 / 0.998 (TPE 0.942 / 0.981, evo 0.926 / 0.972). Its GP fits cost ~50-75 s per
+# 1,000 trials, so beyond that evo (0.986 / 0.994 at 3,000 in ~2 s). NSGA-III's reference points keep 4+
+# objectives spread where crowding distance no longer does (not measured).
 AUTO_RULE: tuple[tuple[float, float, str], ...] = (
-    (2, 1000, "evo-gp"),
-    (2, math.inf, "evo"),
-    (3, 1000, "tpe"),
+    (3, 1000, "evo-hvi"),
     (3, math.inf, "evo"),
     (math.inf, math.inf, "nsga3"),
 )

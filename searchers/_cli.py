@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Optuna sampler, one of %(choices)s (default nsga2; auto picks by --trials and the "
                    "number of objectives, docs/search.md)")
     p.add_argument("--population-size", type=POPULATION, default=None, metavar="N",
-                   help=f"NSGA-II/III and evo population, {POPULATION.lo}..{POPULATION.hi} (default 50; evo 20)")
+                   help=f"NSGA-II/III and evo population, {POPULATION.lo}..{POPULATION.hi} (default 50; evo 20; evo-hvi 60 with 3+ objectives)")
     p.add_argument("--seed", type=SEED, default=0, help="sampler seed, 0..2**32-1 (default 0)")
     p.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default: in memory, lost at exit)")
     p.add_argument("--study", default=None, metavar="NAME", help="study name (default hwnas-SPACE)")

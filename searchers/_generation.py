@@ -59,12 +59,12 @@ def batched(fn: Any) -> bool:
     return callable(getattr(fn, "predict_many", None))
 
 
-def generation_size(sampler: str, population_size: int | None) -> int:
+def generation_size(sampler: str, population_size: int | None, n_objectives: int = 2) -> int:
     """Trials asked together: a GA's population, a batch for random sampling, 1 for model-based samplers."""
-    from hwnas.searchers._evo import DEFAULT_POPULATION, EVO_SAMPLERS
+    from hwnas.searchers._evo import EVO_SAMPLERS, default_population
 
     if sampler in EVO_SAMPLERS:
-        return population_size or DEFAULT_POPULATION
+        return population_size or default_population(sampler, n_objectives)
     if sampler in ("nsga2", "nsga3"):
         from hwnas.searchers._optuna import NSGA_POPULATION
 

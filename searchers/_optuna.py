@@ -63,10 +63,10 @@ def make_sampler(name: str, *, seed: int | None = 0, n_objectives: int = 2, popu
     from hwnas.searchers._auto import resolve_sampler
 
     name = resolve_sampler(name, n_trials=n_trials, n_objectives=n_objectives)
-    from hwnas.searchers._evo import DEFAULT_POPULATION, EVO_SAMPLERS, EvoSampler
+    from hwnas.searchers._evo import EVO_SAMPLERS, EvoSampler, default_population
 
     if name in EVO_SAMPLERS:
-        return EvoSampler(space, seed=seed, population_size=population_size or DEFAULT_POPULATION,
+        return EvoSampler(space, seed=seed, population_size=population_size or default_population(name, n_objectives),
                           surrogate=EVO_SAMPLERS[name])
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size or NSGA_POPULATION)

@@ -194,7 +194,7 @@ def search(
             _enqueue(study, space, startup)
     if generation:
         _run_generation_path(study, st, space, fn, objs, buds, n_trials, sampler=samp, name=name, startup=startup,
-                             batch=generation_size(sampler, population_size), checkpoint_trials=ckpt_n,
+                             batch=generation_size(sampler, population_size, len(objs)), checkpoint_trials=ckpt_n,
                              checkpoint_seconds=ckpt_s, progress=progress)
         return study
     if runner == "ray":

@@ -96,6 +96,19 @@ def test_evo_gp_is_seeded_never_repeats_keeps_budgets_and_screens_after_the_firs
     assert front.feasible().any() and not (front.front_mask() & ~front.feasible()).any()
 
 
+def test_each_evo_sampler_has_its_measured_default_population():
+    from hwnas.searchers._generation import generation_size
+    from hwnas.searchers._optuna import make_sampler
+
+    space = small_space()
+    assert make_sampler("evo-hvi", space=space, n_objectives=3).population_size == 60 == generation_size("evo-hvi", None, 3)
+    assert make_sampler("evo-hvi", space=space, n_objectives=2).population_size == 20 == generation_size("evo-hvi", None, 2)
+    assert make_sampler("evo-gp", space=space, n_objectives=3).population_size == 20 == generation_size("evo", None, 3)
+    assert make_sampler("evo-hvi", space=space, n_objectives=3, population_size=8).population_size == 8 \
+        == generation_size("evo-hvi", 8, 3)
+    assert make_sampler("evo-hvi", space=space).screen == 30 and make_sampler("evo-gp", space=space).screen == 10
+
+
 def test_evo_surrogate_settings_are_checked():
     with pytest.raises(ConfigError, match="surrogate='rf' not allowed"):
         EvoSampler(small_space(), surrogate="rf")

@@ -108,7 +108,8 @@ def test_resume_of_an_exhausted_study_adds_nothing(tmp_path):
     assert len(complete_archs(study)) == 20 == len(set(complete_archs(study)))
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "random", pytest.param("tpe", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("sampler", ["nsga2", "random", pytest.param("tpe", marks=pytest.mark.slow),
+                                     pytest.param("evo-hvi", marks=pytest.mark.slow)])
 def test_1000_trials_on_fmnist_mbv3_are_1000_archs(sampler):
     # gp is left out: GPSampler refits its model on every trial, minutes at 1,000 trials
     study = search("fmnist-mbv3", "analytic", objectives="f1,f2", n_trials=1000, sampler=sampler)
