@@ -54,9 +54,8 @@ def test_surrogate_features_add_the_resolution_scaled_encoding_only_where_resolu
         assert np.array_equal(X, E)
 
 
-def test_screening_picks_the_children_the_true_objective_would_pick_when_the_surrogate_can_be_exact():
-    """Two conflicting objectives linear in the surrogate's features: the GPs fit them (nearly)
-    exactly, so the children screened in are those the true values rank first among the parents."""
+def _linear_objectives():
+    """A small space, ~400 distinct archs, and two conflicting objectives linear in the surrogate's features."""
     space = small_space()
     r = random.Random(0)
     archs = list({str(a): a for a in (space.sample(r) for _ in range(400))}.values())
@@ -68,6 +67,13 @@ def test_screening_picks_the_children_the_true_objective_would_pick_when_the_sur
         X = surrogate_features(space, a_list)
         return np.column_stack([X @ w1, X @ (w2 - w1)])
 
+    return space, archs, true
+
+
+def test_screening_picks_the_children_the_true_objective_would_pick_when_the_surrogate_can_be_exact():
+    """Two conflicting objectives linear in the surrogate's features: the GPs fit them (nearly)
+    exactly, so the children screened in are those the true values rank first among the parents."""
+    space, archs, true = _linear_objectives()
     fit, parents_a, children = archs[:150], archs[150:170], archs[170:370]
     members = [Member(i, a, tuple(v), 0.0) for i, (a, v) in enumerate(zip(fit, true(fit)))]
     parents = survivors([Member(1000 + i, a, tuple(v), 0.0) for i, (a, v) in enumerate(zip(parents_a, true(parents_a)))], 20)
@@ -143,17 +149,7 @@ def test_hvi_screening_picks_the_children_the_true_hypervolume_gain_would_pick_w
     improvement over the known points picks with the true values, largest gain first."""
     from hwnas.searchers._surrogate import hvi_order
 
-    space = small_space()
-    r = random.Random(0)
-    archs = list({str(a): a for a in (space.sample(r) for _ in range(400))}.values())
-    D = surrogate_features(space, archs[:1]).shape[1]
-    g = np.random.default_rng(1)
-    w1, w2 = g.normal(size=D), g.normal(size=D)
-
-    def true(a_list):
-        X = surrogate_features(space, a_list)
-        return np.column_stack([X @ w1, X @ (w2 - w1)])
-
+    space, archs, true = _linear_objectives()
     fit, children = archs[:150], archs[170:370]
     members = [Member(i, a, tuple(v), 0.0) for i, (a, v) in enumerate(zip(fit, true(fit)))]
     parents = survivors(members, 20)
