@@ -78,7 +78,8 @@ DEFAULT_POPULATION = 20
 # evo-hvi's with 3 or more objectives (`benchmarks/search_quality.py`, fmnist-mbv3: accuracy and 2 devices'
 # latency under a memory budget, 5 seeds, one reference: population 20 / 60 / 100 gave 0.924 / 0.985 / 0.960
 # of the best-known hypervolume at 300 trials and 0.999 / 0.998 / 0.999 at 1,000; with 20 one seed stays at
-# 0.84 up to 300 trials). With 2 objectives 20 (ofa-mbv3: 0.991 / 0.997 at 300 / 1,000).
+# 0.84 up to 300 trials). With 2 objectives 20 (ofa-mbv3, one reference: 20 / 40 / 60 gave 0.991 / 0.989 / 0.984
+# at 300 trials, 0.996 / 0.996 / 0.997 at 1,000).
 EVO_HVI_POPULATION_3D = 60
 
 
