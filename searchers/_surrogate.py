@@ -26,6 +26,7 @@ evaluation costs more than that, or where the trial budget, not the time, is wha
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 import numpy as np
@@ -135,17 +136,26 @@ def hvi_order(known: np.ndarray, F: np.ndarray, feasible: np.ndarray, k: int, fa
         ref = np.full(F.shape[1], 1.1)
         front = K[nondominated_mask(K)]
         base = hypervolume(front, ref)
-        left = [i for i in range(len(F)) if feasible[i]]
-        while len(picked) < k and left:
-            gains = np.array([hypervolume(np.vstack([front, S[i:i + 1]]), ref) - base for i in left])
-            j = int(np.argmax(gains))
-            if gains[j] <= 0:
-                break
-            i = left.pop(j)
+        # Lazy greedy: a row's gain can only shrink as the front grows (hypervolume is submodular), so
+        # a gain computed earlier bounds it; only the row on top of the heap is recomputed. Ties go to
+        # the smaller index, as a full scan's argmax would.
+        def gain(i: int) -> float:
+            return hypervolume(np.vstack([front, S[i:i + 1]]), ref) - base
+
+        heap = [(-gain(i), i) for i in range(len(F)) if feasible[i]]
+        heapq.heapify(heap)
+        while len(picked) < k and heap:
+            _, i = heapq.heappop(heap)
+            g = gain(i)
+            if g <= 0:
+                continue  # it cannot gain later either
+            if heap and (-g, i) > heap[0]:
+                heapq.heappush(heap, (-g, i))  # another row may gain more now
+                continue
             picked.append(i)
             front = np.vstack([front, S[i:i + 1]])
             front = front[nondominated_mask(front)]
-            base += float(gains[j])
+            base += float(g)
     taken = set(picked)
     picked += [i for i in fallback if i not in taken][:k - len(picked)]
     return picked
