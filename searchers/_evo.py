@@ -52,7 +52,7 @@ import numpy as np
 import optuna
 from hwnas.errors import ArchError, ConfigError
 from hwnas.search_space import Arch, Space
-from hwnas.searchers._surrogate import FIT_MEMBERS, SCREEN, SCREEN_HVI, SURROGATES, screen_children
+from hwnas.searchers._surrogate import FIT_MEMBERS, SCREEN, SURROGATES, screen_children
 from hwnas.searchers.pareto import pareto_ranks
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -81,14 +81,14 @@ DEFAULT_POPULATION = 20
 # 0.84 up to 300 trials). With 2 objectives 20 (ofa-mbv3, one reference: 20 / 40 / 60 gave 0.991 / 0.989 / 0.984
 # at 300 trials, 0.996 / 0.996 / 0.997 at 1,000).
 EVO_HVI_POPULATION_3D = 60
+INITS = ("spread", "random")  # the first generation: spread over the space's size, or random archs
+# The sampler names of this class and the surrogate each one screens with (searchers/_optuna.make_sampler).
+EVO_SAMPLERS: dict[str, str | None] = {"evo": None, "evo-gp": "gp", "evo-hvi": "gp-hvi"}
 
 
 def default_population(sampler: str, n_objectives: int) -> int:
     """The population an evo sampler runs with when none is given."""
     return EVO_HVI_POPULATION_3D if sampler == "evo-hvi" and n_objectives >= 3 else DEFAULT_POPULATION
-INITS = ("spread", "random")
-# The sampler names of this class and the surrogate each one screens with (searchers/_optuna.make_sampler).
-EVO_SAMPLERS: dict[str, str | None] = {"evo": None, "evo-gp": "gp", "evo-hvi": "gp-hvi"}  # the first generation: spread over the space's size, or random archs
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,9 @@ class EvoSampler(optuna.samplers.BaseSampler):
     1 / the number of choices, at least 0.02). `init`: the first generation, `"spread"` over the
     space's size (default) or `"random"`. `surrogate="gp"`: each generation after the first breeds
     `screen` (default 10) children per proposal and proposes those Gaussian processes fitted on the
-    study rank best (searchers/_surrogate.py; the `evo-gp` sampler). `seed`: the same seed gives the
-    same archs.
+    study rank best (searchers/_surrogate.py; the `evo-gp` sampler); `surrogate="gp-hvi"`: 30 by
+    default, picked by predicted hypervolume gain (the `evo-hvi` sampler). `seed`: the same seed gives
+    the same archs.
     """
 
     def __init__(self, space: Space | str | None = None, *, population_size: int = DEFAULT_POPULATION, seed: int | None = None,
@@ -229,7 +230,7 @@ class EvoSampler(optuna.samplers.BaseSampler):
             raise ConfigError(f"init={init!r} not allowed; allowed: {list(INITS)}")
         if surrogate is not None and surrogate not in SURROGATES:
             raise ConfigError(f"surrogate={surrogate!r} not allowed; allowed: None, {', '.join(map(repr, SURROGATES))}")
-        screen = (SCREEN_HVI if surrogate == "gp-hvi" else SCREEN) if screen is None else screen
+        screen = (SURROGATES[surrogate][1] if surrogate else SCREEN) if screen is None else screen
         if isinstance(screen, bool) or not isinstance(screen, int) or not 1 <= screen <= MAX_SCREEN:
             raise ConfigError(f"screen={screen!r} must be an int in [1, {MAX_SCREEN}]")
         self.surrogate, self.screen = surrogate, screen
@@ -400,7 +401,7 @@ class EvoSampler(optuna.samplers.BaseSampler):
                 keys.add(k)
                 children.append(c)
         gen.proposals = screen_children(self._space, completed[-FIT_MEMBERS:], gen.parents, children, P,
-                                        select="hvi" if self.surrogate == "gp-hvi" else "rank")
+                                        select=SURROGATES[self.surrogate][0])
         gen.keys = [str(a) for a in gen.proposals]
 
     def _warm_archs(self) -> list[Arch]:

@@ -48,7 +48,7 @@ log = logging.getLogger("hwnas.searchers")
 SAMPLERS = ("nsga2", "tpe", "random", "gp", "nsga3", "evo", "evo-gp", "evo-hvi", "auto")
 # Consecutive failed trials after which a search stops (a broken objective, not bad luck).
 MAX_CONSECUTIVE_FAILURES = 25
-NSGA_POPULATION = 50  # NSGA-II/III's population when none is given (evo's: _evo.DEFAULT_POPULATION)
+NSGA_POPULATION = 50  # NSGA-II/III's population when none is given (evo's: _evo.default_population)
 # Seconds between checks, while waiting for other workers' last trials, that their workers live.
 STALE_CHECK_S = 2.0
 
