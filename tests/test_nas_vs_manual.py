@@ -67,11 +67,61 @@ def test_dominance_asks_for_a_nas_net_at_or_under_each_manual_latency_with_at_le
     assert none_under[0]["best_nas_acc_at_or_below"] is None and not none_under[0]["nas_dominates"]
 
 
+class _Front:
+    """What `_picks` asks of a front: `pick("latency_ms@DEV<=X")` (the most accurate member predicted at
+    or under X), `column(name)` and `archs`; here a table of (latency per device, accuracy, arch)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.archs = [r[2] for r in rows]
+
+    def column(self, name):
+        return [r[0][name.split("@")[1]] for r in self.rows]
+
+    def pick(self, expr):
+        metric, bound = expr.split("<=")
+        dev = metric.split("@")[1]
+        ok = [r for r in self.rows if r[0][dev] <= float(bound)]
+        if not ok:
+            raise ValueError(f"no member meets {expr}")
+        return type("Pick", (), {"arch": max(ok, key=lambda r: r[1])[2]})
+
+
+def test_picks_keep_the_exported_ones_and_add_the_most_accurate_and_the_slowest_under_each_latency_once():
+    bench = _bench()
+    front = _Front([({"cpu": 1.0, "ort-cpu": 0.05}, 0.93, "a"), ({"cpu": 1.2, "ort-cpu": 0.09}, 0.92, "b"),
+                    ({"cpu": 0.9, "ort-cpu": 0.12}, 0.91, "c")])
+    manual_ms = {"M1": {"cpu": 1.1, "ort-cpu": 0.06}, "M2": {"cpu": 1.3, "ort-cpu": 0.10}, "M3": {"cpu": 0.5, "ort-cpu": 0.2}}
+    archs, picked = bench._picks(front, ["cpu", "ort-cpu"], manual_ms, exported=["b"])
+    # cpu: M1 (1.1 ms) -> most accurate a, slowest a; M2 (1.3) -> a and b; M3 (0.5) -> nothing under it
+    # ort-cpu: M1 (0.06) -> a; M2 (0.10) -> a and the slower b; M3 (0.2) -> a and c
+    assert archs == ["b", "a", "c"], "exported first, then each new pick once, in order"
+    assert picked == {"cpu": {"a", "b"}, "ort-cpu": {"a", "b", "c"}}
+
+
 @pytest.mark.parametrize("argv, bad", [(["--threads", "0"], "--threads"), (["--steps", "0"], "--steps"),
                                        (["--widths", "5"], "--widths"), (["--finetune-steps", "-1"], "--finetune-steps"),
+                                       (["--finetune-lr", "0"], "--finetune-lr"),
+                                       (["--finetune-all", "--finetune-for", "cpu"], "choose one"),
                                        (["--run", "/nonexistent-run"], "scripts/main.sh")])
 def test_bad_arguments_are_refused_naming_what_is_allowed(argv, bad, capsys):
     bench = _bench()
     with pytest.raises(SystemExit) as e:
         bench.main(argv)
     assert e.value.code == 2 and bad in capsys.readouterr().err
+
+
+def test_a_recorded_finetuning_of_the_same_arch_weights_steps_and_lr_is_reused_and_nothing_else(tmp_path, monkeypatch):
+    bench = _bench()
+    monkeypatch.setattr(bench, "FINETUNED_JSON", tmp_path / "finetuned.json")
+    rec = {"arch": "r20|x", "supernet": "fmnist-mbv3", "supernet_sha256": "abc", "steps": 4000, "lr": 0.05, "seed": 0,
+           "accuracy_before": 0.91, "accuracy_after": 0.92, "seconds": 300.0, "finished": "2026-12-01T06:00:00Z"}
+    bench.atomic_write_json(bench.FINETUNED_JSON, {"benchmark": "nas_vs_manual_finetuned", "subnets": [rec]})
+    missing = tmp_path / "no-such-checkpoint"
+    kw = {"steps": 4000, "lr": 0.05, "supernet": "fmnist-mbv3", "loaders": None, "calib_images": 10}
+    assert bench._finetune_cached(missing, "r20|x", weights_sha="abc", **kw) == rec
+    # another lr (or other weights) is a different fine-tuning: it runs, and fails here on the missing folder
+    with pytest.raises(Exception, match="no-such-checkpoint"):
+        bench._finetune_cached(missing, "r20|x", weights_sha="abc", **{**kw, "lr": 0.01})
+    with pytest.raises(Exception, match="no-such-checkpoint"):
+        bench._finetune_cached(missing, "r20|x", weights_sha="other", **kw)
