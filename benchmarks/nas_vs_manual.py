@@ -225,13 +225,17 @@ def _picks(front: Any, devices: list[str], manual_ms: dict[str, dict[str, float]
             except ValueError:
                 print(f"no front member predicted at or under {name}'s {per[dev]:.3f} ms on {dev}", flush=True)
                 continue
-            under = [i for i, x in enumerate(lat) if x <= per[dev]]
-            slowest = front.archs[max(under, key=lambda i: lat[i])] if under else best
+            # `pick` found a member at or under this latency, so this set is not empty
+            slowest = front.archs[max((i for i, x in enumerate(lat) if x <= per[dev]), key=lambda i: lat[i])]
             for a in (best, slowest):
                 picked[dev].add(a)
                 if a not in archs:
                     archs.append(a)
     return archs, picked
+
+
+def _finetune_key(r: dict[str, Any]) -> tuple[str, str, int, float]:
+    return r["arch"], r["supernet_sha256"], r["steps"], r["lr"]
 
 
 def _finetuned_records() -> list[dict[str, Any]]:
@@ -246,7 +250,7 @@ def _finetune_cached(ckpt: Path, arch: str, *, weights_sha: str, steps: int, lr:
 
     key = (arch, weights_sha, steps, lr)
     for r in _finetuned_records():
-        if (r["arch"], r["supernet_sha256"], r["steps"], r["lr"]) == key:
+        if _finetune_key(r) == key:
             print(f"fine-tuned before ({steps} steps, lr {lr}): {100 * r['accuracy_after']:.2f}%", flush=True)
             return r
     print(f"fine-tuning {arch} {steps} steps (lr {lr})", flush=True)
@@ -256,7 +260,7 @@ def _finetune_cached(ckpt: Path, arch: str, *, weights_sha: str, steps: int, lr:
            "accuracy_before": ft.accuracy_before, "accuracy_after": ft.accuracy_after, "seconds": ft.seconds,
            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write_json(FINETUNED_JSON, {"benchmark": "nas_vs_manual_finetuned", "subnets": [
-        r for r in _finetuned_records() if (r["arch"], r["supernet_sha256"], r["steps"], r["lr"]) != key] + [rec]})
+        r for r in _finetuned_records() if _finetune_key(r) != key] + [rec]})
     return rec
 
 
