@@ -68,6 +68,8 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=Int(1, 1_000_000), default=None, help="override the global batch size")
     p.add_argument("--lr", type=Float(1e-12, 1e3), default=None, help="override the base learning rate")
     p.add_argument("--seed", type=SEED, default=None, help="override the seed")
+    p.add_argument("--num-random", type=Int(1, 64), default=None, metavar="N",
+                   help="random subnets per sandwich step, beside the max and the min (overrides the schedule; `default` uses 1, 2 lifts the middle of the space: docs/training.md)")
     p.add_argument("--threads", type=Int(1, 4096), default=None, help="torch CPU threads per process (default: cores / ranks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
@@ -89,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "seed": args.seed,
+        "num_random": args.num_random,
         "threads": args.threads,
     }
     cfg_path = Path(args.config) if args.config else None

@@ -150,16 +150,21 @@ def test_budget_sizing_of_the_policy_benchmark(tmp_path):
 
 
 @needs_fmnist
-def test_cli_space_flag_trains_that_space(tmp_path):
+def test_cli_space_and_num_random_flags_train_that_space_and_sandwich(tmp_path):
     import subprocess
     import sys
 
     out = tmp_path / "lite"
     proc = subprocess.run([sys.executable, "-m", "hwnas", "train", "--space", "fmnist-lite", "--schedule", "tiny",
-                           "--subset", "256", "--out", str(out), "--no-progress", "--threads", "1"],
+                           "--subset", "256", "--out", str(out), "--no-progress", "--threads", "1", "--num-random", "2"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads((out / "config.json").read_text())["space"] == "fmnist-lite"
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["space"] == "fmnist-lite" and cfg["num_random"] == 2  # the tiny schedule's 1, overridden
+    from hwnas.supernet.train import TrainConfig, make_policy
+
     net = load_supernet(out)
+    policy = make_policy(TrainConfig.from_dict(cfg), net.space, steps_per_epoch=10)
+    assert len(policy.tasks(policy.total - 1)) == 4  # a late step trains max + min + 2 random subnets
     assert net.space.name == "fmnist-lite"
     assert set(net.space.choices()["s3.w"]) == {16, 24, 40}  # the space's elastic widths, not fmnist-mbv3's fixed 40

@@ -190,3 +190,38 @@ def test_bignas_recipe_with_attentive_sampling_trains(tmp_path):
     acc = res.report["test_acc"]
     assert acc["max"] > 0.3 and acc["min"] > 0.3
     assert tiny_space_path(tmp_path)  # the space file the config names is still there
+
+
+def _alpha_grad(logits: torch.Tensor, soft: torch.Tensor, clip):
+    from hwnas.supernet.train import alpha_div
+
+    z = logits.clone().requires_grad_(True)
+    loss = alpha_div(z, soft, clip=clip)
+    loss.backward()
+    return loss.detach(), z.grad
+
+
+def test_alpha_div_clipped_gradient_is_the_exact_one_where_no_weight_reaches_the_clip():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 10, generator=g)
+    soft = torch.softmax(torch.randn(16, 10, generator=g), 1)  # no class near zero mass
+    v_exact, g_exact = _alpha_grad(logits, soft, None)
+    v_big, g_big = _alpha_grad(logits, soft, 1e9)
+    assert torch.allclose(v_exact, v_big) and torch.allclose(g_exact, g_big, atol=1e-7, rtol=1e-5)
+    assert g_exact.abs().max() > 0
+
+
+def test_alpha_div_clips_the_importance_weights_of_classes_the_teacher_rules_out():
+    # The teacher gives class 0 almost no mass while the student puts 0.5 there: with a = -1 the weight
+    # q / p is ~5e5; clipped at 5, every logit's gradient is at most clip * q_j / batch.
+    logits = torch.tensor([[2.0, 2.0] + [0.0] * 8] * 4)
+    soft = torch.full((4, 10), 1e-6)
+    soft[:, 1] = 1.0 - soft[:, 1:].sum(1) + soft[:, 1]
+    soft = soft / soft.sum(1, keepdim=True)
+    v_exact, g_exact = _alpha_grad(logits, soft, None)
+    v_clip, g_clip = _alpha_grad(logits, soft, 5.0)
+    assert torch.allclose(v_exact, v_clip)  # the value is the divergence either way
+    assert g_exact.abs().max() > 1000
+    q = torch.softmax(logits, 1)
+    assert (g_clip.abs() <= 5.0 * q / 4 + 1e-6).all()
+    assert g_clip.abs().max() > 0.01

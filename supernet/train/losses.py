@@ -19,21 +19,41 @@ def soft_ce(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     return -(soft * F.log_softmax(logits, 1)).sum(1).mean()
 
 
-def alpha_div(logits: torch.Tensor, soft: torch.Tensor, alphas: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
-    """AlphaNet-style loss: the larger of two alpha-divergences D_a(teacher || student), a in alphas."""
+def alpha_div(
+    logits: torch.Tensor, soft: torch.Tensor, alphas: tuple[float, float] = (-1.0, 1.0), clip: float | None = 5.0
+) -> torch.Tensor:
+    """AlphaNet-style loss: the larger of two alpha-divergences D_a(teacher || student), a in alphas.
+
+    The value is the divergence itself. For a outside {0, 1} the gradient, `-(1/a) sum_i w_i dq_i`
+    with the importance weight `w_i = (p_i / q_i)^a`, takes each `w_i` clipped at `clip` (AlphaNet's
+    importance-weight clipping): with a = -1, `w = q / p` is unbounded where the teacher gives a
+    class almost no mass, and unclipped steps are then dominated by those classes (a plain KL
+    loss's gradient through the softmax, `q - p`, is bounded). `clip=None` keeps the exact gradient.
+    """
     logq = F.log_softmax(logits, 1)
     logp = soft.clamp_min(1e-8).log()
-    vals = []
+    vals, losses = [], []
     for a in alphas:
         if abs(a - 1.0) < 1e-6:  # the a -> 1 limit is KL(p || q)
-            vals.append((soft * (logp - logq)).sum(1).mean())
+            v = (soft * (logp - logq)).sum(1).mean()
+            vals.append(v)
+            losses.append(v)
         elif abs(a) < 1e-6:  # the a -> 0 limit is KL(q || p)
             q = logq.exp()
-            vals.append((q * (logq - logp)).sum(1).mean())
+            v = (q * (logq - logp)).sum(1).mean()
+            vals.append(v)
+            losses.append(v)
         else:
-            s = torch.exp(a * logp + (1 - a) * logq).sum(1)
-            vals.append(((s - 1) / (a * (a - 1))).mean())
-    return torch.maximum(vals[0], vals[1])
+            v = ((torch.exp(a * logp + (1 - a) * logq).sum(1) - 1) / (a * (a - 1))).mean()
+            vals.append(v)
+            if clip is None:
+                losses.append(v)
+                continue
+            w = torch.exp(a * (logp - logq)).detach().clamp(max=clip)
+            surrogate = (-(w * logq.exp()).sum(1) / a).mean()  # gradient: the clipped one above
+            losses.append(v.detach() + surrogate - surrogate.detach())
+    pick = 0 if vals[0].detach() >= vals[1].detach() else 1
+    return losses[pick]
 
 
 def l2_penalty(params: Iterable[torch.Tensor], weight_decay: float) -> torch.Tensor:
