@@ -35,23 +35,17 @@ def alpha_div(
     vals, losses = [], []
     for a in alphas:
         if abs(a - 1.0) < 1e-6:  # the a -> 1 limit is KL(p || q)
-            v = (soft * (logp - logq)).sum(1).mean()
-            vals.append(v)
-            losses.append(v)
+            v = loss = (soft * (logp - logq)).sum(1).mean()
         elif abs(a) < 1e-6:  # the a -> 0 limit is KL(q || p)
-            q = logq.exp()
-            v = (q * (logq - logp)).sum(1).mean()
-            vals.append(v)
-            losses.append(v)
+            v = loss = (logq.exp() * (logq - logp)).sum(1).mean()
         else:
-            v = ((torch.exp(a * logp + (1 - a) * logq).sum(1) - 1) / (a * (a - 1))).mean()
-            vals.append(v)
-            if clip is None:
-                losses.append(v)
-                continue
-            w = torch.exp(a * (logp - logq)).detach().clamp(max=clip)
-            surrogate = (-(w * logq.exp()).sum(1) / a).mean()  # gradient: the clipped one above
-            losses.append(v.detach() + surrogate - surrogate.detach())
+            v = loss = ((torch.exp(a * logp + (1 - a) * logq).sum(1) - 1) / (a * (a - 1))).mean()
+            if clip is not None:
+                w = torch.exp(a * (logp - logq)).detach().clamp(max=clip)
+                surrogate = (-(w * logq.exp()).sum(1) / a).mean()  # gradient: the clipped one above
+                loss = v.detach() + surrogate - surrogate.detach()
+        vals.append(v)
+        losses.append(loss)
     pick = 0 if vals[0].detach() >= vals[1].detach() else 1
     return losses[pick]
 
