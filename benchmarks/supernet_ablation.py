@@ -160,7 +160,7 @@ def score_bundle(name: str) -> dict[str, Any]:
     return rec
 
 
-def run_scratch(which: str, steps: int, seed: int, threads: int = 2) -> list[dict[str, Any]]:
+def run_scratch(which: str, steps: int, seed: int, threads: int = 2, only: list[str] | None = None) -> list[dict[str, Any]]:
     from hwnas.data import make_loaders
     from hwnas.search_space import Space
     from hwnas.supernet.bn import evaluate
@@ -168,6 +168,11 @@ def run_scratch(which: str, steps: int, seed: int, threads: int = 2) -> list[dic
 
     space = Space.preset("fmnist-mbv3")
     archs = fixed_subnets(space) if which == "fixed" else random_subnets(space)
+    if only:
+        unknown = [n for n in only if n not in archs]
+        if unknown:
+            raise SystemExit(f"--only {','.join(unknown)}: not among the {which} subnets; allowed: {', '.join(archs)}")
+        archs = {n: archs[n] for n in only}  # in the order given
     done = {(r["arch"], r["steps"], r["seed"]) for r in _records("scratch")}
     recs = []
     for name, a in archs.items():
@@ -336,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="trainer switches to train with (repeat for several, run one after the other)")
     ap.add_argument("--scratch", action="store_true", help="train the fixed or random subnets alone instead")
     ap.add_argument("--subnets", choices=("fixed", "random"), default="fixed", help="with --scratch: which subnets")
+    ap.add_argument("--only", default=None, metavar="NAME,NAME",
+                    help="with --scratch: train only these subnets, in this order (e.g. macs25,min)")
     ap.add_argument("--steps", type=int, default=1000, help="training steps of 128 images (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2,
@@ -353,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.score_bundle:
         score_bundle(args.score_bundle)
     if args.scratch:
-        run_scratch(args.subnets, args.steps, args.seed, args.threads)
+        run_scratch(args.subnets, args.steps, args.seed, args.threads,
+                    [n for n in args.only.split(",") if n] if args.only else None)
     for v in args.variant or []:
         run_variant(v, args.steps, args.seed, args.threads)
     if args.table or not (args.scratch or args.variant or args.score_bundle):

@@ -79,3 +79,10 @@ def test_the_same_recipe_under_two_names_averages_and_another_recipe_does_not(tm
     means = [r for r in doc["rows"] if "mean" in r["variant"]]
     assert [r["variant"] for r in means] == ["shipped:x = bignas (mean of 2 seeds)"]
     assert means[0]["seed"] == [0, 1]
+
+
+def test_scratch_only_rejects_a_name_that_is_not_a_fixed_subnet_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(abl, "OUT_JSON", tmp_path / "abl.json")
+    with pytest.raises(SystemExit, match=r"--only mac25: not among the fixed subnets; allowed: min, macs25, macs50"):
+        abl.main(["--scratch", "--only", "min,mac25", "--steps", "10"])
+    assert not (tmp_path / "abl.json").exists()  # nothing trained, nothing written
