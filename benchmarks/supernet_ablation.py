@@ -46,6 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bignas-r2": {**_BIGNAS, "num_random": 2},  # + a second random subnet per step
     "bignas-r3": {**_BIGNAS, "num_random": 3},  # + three random subnets per step (the middle of the space)
     "bignas-r2-alpha": {**_BIGNAS, "num_random": 2, "kd": "alpha"},  # bignas-r2 with AlphaNet's alpha-divergence
+    "bignas-r2-sepk": {**_BIGNAS, "num_random": 2, "kernel_sharing": "separate"},  # bignas-r2, one weight per kernel size
     "progressive": {"policy": "progressive"},  # Once-for-All progressive shrinking with KD
 }
 # What a single net gets when trained alone: the same optimiser, schedule and regularisation.

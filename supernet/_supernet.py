@@ -100,6 +100,21 @@ class Supernet(nn.Module):
 
     # ---- maintenance -------------------------------------------------------------------------
     @torch.no_grad()
+    def separate_kernels(self) -> int:
+        """Give each smaller kernel size of every elastic-kernel conv its own weight instead of
+        Once-for-All's transform of the larger kernel's centre (trainer switch `kernel_sharing:
+        separate`). Each starts as the kernel the transform gives now, so every subnet computes the
+        same function before and after. Returns the weights added."""
+        from hwnas.supernet.ops import DynamicConv2d
+
+        return sum(m.separate_kernels() for m in self.modules() if isinstance(m, DynamicConv2d))
+
+    @property
+    def kernel_sharing(self) -> str:
+        """Either "transform" (Once-for-All's kernel transform) or "separate" (one weight per kernel size)."""
+        return "separate" if any(".kernel_weights." in n for n, _ in self.named_parameters()) else "transform"
+
+    @torch.no_grad()
     def sort_channels(self) -> None:
         """Reorder every block's hidden channels by L1 importance (before shrinking the expand ratio)."""
         for slots in self.stages:

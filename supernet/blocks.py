@@ -60,6 +60,13 @@ def _permute_(t: torch.Tensor, idx: torch.Tensor, dim: int) -> None:
 
 
 @torch.no_grad()
+def _permute_conv_(conv: DynamicConv2d, idx: torch.Tensor, dim: int) -> None:
+    """Permute a dynamic conv's weight and, when its kernels are separate, each kernel's weight."""
+    for t in (conv.weight, *conv.kernel_weights.values()):
+        _permute_(t, idx, dim)
+
+
+@torch.no_grad()
 def _permute_bn_(bn: DynamicBatchNorm2d, idx: torch.Tensor) -> None:
     for t in (bn.bn.weight, bn.bn.bias, bn.bn.running_mean, bn.bn.running_var):
         _permute_(t, idx, 0)
@@ -164,7 +171,7 @@ class DynamicMBConv(_DynamicBlock):
         idx = _importance(self.project_conv)
         _permute_(self.expand_conv.weight, idx, 0)
         _permute_bn_(self.expand_bn, idx)
-        _permute_(self.dw_conv.weight, idx, 0)
+        _permute_conv_(self.dw_conv, idx, 0)
         _permute_bn_(self.dw_bn, idx)
         if self.se is not None:
             _sort_se_(self.se, idx)
@@ -215,7 +222,7 @@ class DynamicFusedMBConv(_DynamicBlock):
     @torch.no_grad()
     def sort_channels(self) -> None:
         idx = _importance(self.project_conv)
-        _permute_(self.fused_conv.weight, idx, 0)
+        _permute_conv_(self.fused_conv, idx, 0)
         _permute_bn_(self.fused_bn, idx)
         if self.se is not None:
             _sort_se_(self.se, idx)

@@ -377,6 +377,8 @@ def load_supernet(name_or_path: str | os.PathLike, *, space: Space | str | None 
         sd = load_file(str(w_p))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"cannot read {w_p}: {e}") from e
+    if any(".kernel_weights." in k for k in sd):  # trained with `kernel_sharing: separate`
+        net.separate_kernels()
     missing, unexpected = net.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{w_p} does not match its space: missing {missing[:5]}, unexpected {unexpected[:5]}")

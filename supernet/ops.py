@@ -6,6 +6,8 @@ global. The active input width is read off the input tensor.
 - `DynamicConv2d`: elastic in/out channels, and elastic kernel by Once-for-All's kernel transform
   matrices: a smaller kernel is the centre of the next larger one passed through a learned
   (k*k x k*k) linear map, initialised to the identity and shared by all filters of the layer.
+  `separate_kernels()` switches a layer to one independent weight per kernel size instead
+  (single-path one-shot style; each starts as the current centre-cropped, transformed kernel).
 - `DynamicBatchNorm2d`: the first c channels of a max-width BN (statistics updated in place).
 - `DynamicSE`: squeeze-and-excitation whose squeeze width follows the active input width.
 - `DynamicLinear`: elastic input features.
@@ -185,11 +187,29 @@ class DynamicConv2d(nn.Module):
         self.transforms = nn.ParameterDict(
             {f"{big}to{small}": nn.Parameter(torch.eye(small * small)) for big, small in zip(kernels[::-1], kernels[::-1][1:])}
         )
+        # Filled by `separate_kernels()`: one weight per smaller kernel, keyed "k3", "k5", ...
+        self.kernel_weights = nn.ParameterDict()
         self.active_out = max_out
         self.active_kernel = self.max_kernel
 
+    @torch.no_grad()
+    def separate_kernels(self) -> int:
+        """Give every smaller kernel its own weight, initialised to what the kernel transform
+        makes of the current weight now; the transforms are dropped. Returns the weights added
+        (0 when already separate or the layer has one kernel size)."""
+        if len(self.kernel_weights) or len(self.kernels) == 1:
+            return 0
+        for k in self.kernels[:-1]:
+            self.kernel_weights[f"k{k}"] = nn.Parameter(self.get_weight(self.max_in, self.max_out, k).clone())
+        self.transforms = nn.ParameterDict()
+        return len(self.kernels) - 1
+
     def get_weight(self, cin: int, cout: int, k: int) -> torch.Tensor:
         """The effective (cout, cin or 1, k, k) weight for these choices (differentiable)."""
+        if k != self.max_kernel and f"k{k}" in self.kernel_weights:
+            w = self.kernel_weights[f"k{k}"]
+            w = w if cout == self.max_out else w[:cout]
+            return w if self.depthwise or cin == self.max_in else w[:, :cin]
         w = self.weight
         if cout != self.max_out:
             w = w[:cout]

@@ -225,3 +225,97 @@ def test_alpha_div_clips_the_importance_weights_of_classes_the_teacher_rules_out
     q = torch.softmax(logits, 1)
     assert (g_clip.abs() <= 5.0 * q / 4 + 1e-6).all()
     assert g_clip.abs().max() > 0.01
+
+
+def _scrambled_mixed_net():
+    """fmnist-mixed (mb, fmb and conv blocks with kernels 3 and 5) with non-identity transforms."""
+    torch.manual_seed(0)
+    net = Supernet(Space.preset("fmnist-mixed"))
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if ".transforms." in n:
+                p.add_(0.1 * torch.randn_like(p))
+    return net.eval()
+
+
+def test_separate_kernels_keeps_every_subnet_and_then_decouples_the_kernel_sizes():
+    net = _scrambled_mixed_net()
+    space = net.space
+    assert net.kernel_sharing == "transform"
+    archs = [space.max_arch(), space.min_arch(), *space.sample_many(6, 3)]
+    x = torch.randn(2, 1, 28, 28)
+    before = []
+    with torch.no_grad():
+        for a in archs:
+            net.set_active(a)
+            before.append(net(x[..., : a.resolution, : a.resolution]))
+    added = net.separate_kernels()
+    assert added > 0 and net.kernel_sharing == "separate" and net.separate_kernels() == 0  # idempotent
+    assert not any(".transforms." in n for n, _ in net.named_parameters())
+    with torch.no_grad():  # the same function for every subnet right after the switch
+        for a, y in zip(archs, before):
+            net.set_active(a)
+            torch.testing.assert_close(net(x[..., : a.resolution, : a.resolution]), y, atol=1e-5, rtol=1e-5)
+    # a subnet of 3x3 kernels only trains the 3x3 weights: the 5x5 weights get no gradient
+    net.train()
+    net.set_active(space.min_arch())
+    net.zero_grad(set_to_none=True)
+    net(x[..., :20, :20]).sum().backward()
+    dw = net.stages[1][0]["mb"].dw_conv
+    assert dw.weight.grad is None and dw.kernel_weights["k3"].grad is not None
+    assert dw.kernel_weights["k3"].shape == (dw.max_out, 1, 3, 3)
+
+
+def test_separate_kernels_survive_sort_channels_and_extraction():
+    net = _scrambled_mixed_net()
+    net.separate_kernels()
+    space = net.space
+    a = space.parse("r28|s1w24:mb_k3_e4x2|s2w40:fmb_k3_e6x3|s3w80:conv_k3x3|s4w96:mb_k3_e6x2")  # every kind on 3x3
+    x = torch.randn(2, 1, a.resolution, a.resolution)
+    with torch.no_grad():
+        net.set_active(space.max_arch())
+        y_max = net(x)
+        net.set_active(a)
+        y_k3 = net(x)
+        net.sort_channels()  # permutes the separate kernels with their channels
+        net.set_active(space.max_arch())
+        torch.testing.assert_close(net(x), y_max, atol=1e-5, rtol=1e-5)
+        net.set_active(a)
+        torch.testing.assert_close(net(x), y_k3, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(net.extract(a).eval()(x), y_k3, atol=1e-5, rtol=1e-5)
+
+
+def test_kernel_sharing_switch_builds_separate_kernels_keeps_them_out_of_the_max_l2_and_round_trips(tmp_path):
+    from hwnas.supernet import load_supernet, save_supernet
+
+    with pytest.raises(ConfigError, match="kernel_sharing='shared'.*transform.*separate"):
+        TrainConfig(kernel_sharing="shared")
+    tr, space = _trainer(tmp_path, kernel_sharing="separate", regularize_max_only=True, weight_decay=1e-2)
+    assert tr.net.kernel_sharing == "separate"
+    names = {n for n, _ in tr.net.named_parameters()}
+    assert any(".kernel_weights.k3" in n for n in names)
+    # the max subnet's L2 term covers its own weights only, not the separate 3x3 kernels
+    from hwnas.supernet.train.loop import _decay_params
+
+    mine = {id(p) for p in _decay_params(tr.net, max_only=True)[0]}
+    all_decayed = {id(p) for p in _decay_params(tr.net)[0]}
+    k3 = {id(p) for n, p in tr.net.named_parameters() if ".kernel_weights." in n}
+    assert k3 and k3 <= all_decayed and not (k3 & mine) and mine < all_decayed
+    logits, y = torch.randn(4, 10), torch.randint(0, 10, (4,))
+    with torch.no_grad():
+        for n, p in tr.net.named_parameters():
+            if ".kernel_weights." in n:
+                p.mul_(100.0)  # were they in the max's L2 term, its loss would jump
+    l2 = l2_penalty([p for p in tr.net.parameters() if id(p) in mine], 1e-2)
+    got = tr.task_loss(Task(tr.policy.max_arch(), "labels"), logits, y, None)
+    assert torch.allclose(got, torch.nn.functional.cross_entropy(logits, y, label_smoothing=tr.cfg.label_smoothing) + l2)
+    # saved and loaded: the loader sees the separate kernels and rebuilds them
+    save_supernet(tr.net, tmp_path / "sn")
+    back = load_supernet(tmp_path / "sn")
+    assert back.kernel_sharing == "separate"
+    x = torch.randn(2, 1, 28, 28)
+    a = space.min_arch()
+    tr.net.eval().set_active(a)
+    back.eval().set_active(a)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x[..., : a.resolution, : a.resolution]), tr.net(x[..., : a.resolution, : a.resolution]))

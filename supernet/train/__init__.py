@@ -13,6 +13,7 @@ from __future__ import annotations
 from hwnas.supernet.train.config import (
     ATTENTIVE,
     KD_LOSSES,
+    KERNEL_SHARING,
     LR_SCHEDULES,
     POLICIES,
     PROGRESSIVE_PHASES,
@@ -36,6 +37,7 @@ from hwnas.supernet.train.policies import (
 __all__ = [
     "ATTENTIVE",
     "KD_LOSSES",
+    "KERNEL_SHARING",
     "LR_SCHEDULES",
     "POLICIES",
     "PROGRESSIVE_PHASES",

@@ -20,6 +20,7 @@ __all__ = [
     "POLICIES",
     "LR_SCHEDULES",
     "KD_LOSSES",
+    "KERNEL_SHARING",
     "ATTENTIVE",
     "PROGRESSIVE_PHASES",
     "TrainConfig",
@@ -32,6 +33,9 @@ POLICIES = ("sandwich", "progressive", "deps", "single")
 LR_SCHEDULES = ("cosine", "onecycle")
 KD_LOSSES = ("kl", "alpha")
 ATTENTIVE = ("off", "best", "worst")
+# How an elastic-kernel conv's smaller kernels relate to its largest one: Once-for-All's kernel
+# transform of the centre, or one independent weight per kernel size.
+KERNEL_SHARING = ("transform", "separate")
 PROGRESSIVE_PHASES = ("full", "kernel", "depth", "expand")
 
 
@@ -82,6 +86,7 @@ class TrainConfig:
     regularize_max_only: bool = False
     attentive: str = "off"
     attentive_pool: int = 4
+    kernel_sharing: str = "transform"
     ema_decay: float = 0.0
     single_arch: str | None = None
     seed: int = 0
@@ -106,6 +111,8 @@ class TrainConfig:
             raise bad("kd", str(list(KD_LOSSES)))
         if self.attentive not in ATTENTIVE:
             raise bad("attentive", str(list(ATTENTIVE)))
+        if self.kernel_sharing not in KERNEL_SHARING:
+            raise bad("kernel_sharing", str(list(KERNEL_SHARING)))
         for name in ("zero_init_residual_bn", "regularize_max_only", "resolution_sampling", "nesterov", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "true or false")

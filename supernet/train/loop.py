@@ -64,12 +64,14 @@ class TrainResult:
 
 
 # ---- pieces the trainer is made of -------------------------------------------------------------
-def _decay_params(net: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def _decay_params(net: nn.Module, *, max_only: bool = False) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(decayed, not decayed): weight decay on conv/linear weights only, not on BN, biases or
-    kernel-transform matrices."""
+    kernel-transform matrices. `max_only`: the max subnet's L2 term, which leaves out the separate
+    smaller kernels (`kernel_sharing: separate`) the max subnet never uses."""
     decay, no_decay = [], []
     for name, p in net.named_parameters():
-        (no_decay if p.ndim <= 1 or ".transforms." in name else decay).append(p)
+        skip = p.ndim <= 1 or ".transforms." in name or (max_only and ".kernel_weights." in name)
+        (no_decay if skip else decay).append(p)
     return decay, no_decay
 
 
@@ -214,6 +216,8 @@ class Trainer:
         net = Supernet(space)
         if self.cfg.zero_init_residual_bn:
             zero_init_residual_bn(net)
+        if self.cfg.kernel_sharing == "separate":
+            net.separate_kernels()  # after the zero-init: it copies kernels, not BNs
         if self.cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
         return net
@@ -232,7 +236,7 @@ class Trainer:
             loss = kd if t.target == "teacher" else kd + F.cross_entropy(logits, y, label_smoothing=ls)
         if cfg.regularize_max_only and is_max and cfg.weight_decay > 0:
             assert self.net is not None
-            loss = loss + l2_penalty(_decay_params(self.net)[0], cfg.weight_decay)
+            loss = loss + l2_penalty(_decay_params(self.net, max_only=True)[0], cfg.weight_decay)
         return loss
 
     @torch.no_grad()
